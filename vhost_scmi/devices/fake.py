@@ -1,0 +1,45 @@
+# SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+"""`fake`: a 3-axis accelerometer with made-up readings, for setting up and testing.
+
+Readings match rust-vmm's fake device: the n-th read (from 0) returns
+x = n mod 256, y = x + 100, z = x + 200, so a guest sees live, changing data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from vhost_scmi.devices.kind import DeviceKind, Property
+from vhost_scmi.devices.sensor import Axis, Sensor, Unit, check_name
+
+DEFAULT_NAME = "fake"
+
+
+class FakeAccelerometer(Sensor):
+    """Three axes `acc_X`, `acc_Y`, `acc_Z` in m/s²."""
+
+    axes = tuple(Axis(f"acc_{axis}", Unit.METERS_PER_SECOND_SQUARED) for axis in "XYZ")
+
+    def __init__(self, name: str = DEFAULT_NAME) -> None:
+        self.name = name
+        self._counter = 0
+
+    def read(self) -> tuple[int, int, int]:
+        value = self._counter
+        self._counter = (value + 1) & 0xFF
+        return (value, value + 100, value + 200)
+
+
+def _create(props: Mapping[str, str], spec: str) -> list[Sensor]:
+    return [FakeAccelerometer(check_name(props.get("name", DEFAULT_NAME), spec))]
+
+
+KIND = DeviceKind(
+    id="fake",
+    summary="fake accelerometer",
+    description="A 3-axis accelerometer (m/s², axes acc_X, acc_Y, acc_Z) whose readings\n"
+                "change on every read. Needs no host device.",
+    properties=(Property("name", "sensor name, at most 15 bytes (default: fake)"),),
+    example="fake,name=foo",
+    create=_create,
+)

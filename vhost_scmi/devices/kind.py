@@ -1,0 +1,32 @@
+# SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+"""What a device kind declares: its help text, properties and constructor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from vhost_scmi.devices.sensor import Sensor
+
+
+@dataclass(frozen=True)
+class Property:
+    """A property a device spec may (or must) give."""
+
+    name: str
+    help: str
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class DeviceKind:
+    """What `-d ID,...` creates: its help text, properties and constructor."""
+
+    id: str
+    summary: str
+    description: str
+    properties: tuple[Property, ...]
+    example: str
+    #: Build the sensors from validated properties; `spec` is for error messages.
+    #: Raises DeviceSpecError when the host device is unusable.
+    create: Callable[[Mapping[str, str], str], list[Sensor]]
