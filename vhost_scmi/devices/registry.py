@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from vhost_scmi.devices import fake
+from vhost_scmi.devices import fake, hwmon, iio
 from vhost_scmi.devices.kind import DeviceKind
 
 # A new device kind: one module exporting KIND, and one entry here.
@@ -11,6 +11,8 @@ DEVICE_KINDS: dict[str, DeviceKind] = {
     kind.id: kind
     for kind in (
         fake.KIND,
+        iio.KIND,
+        hwmon.KIND,
     )
 }
 

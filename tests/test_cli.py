@@ -1,0 +1,88 @@
+# SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+"""The command line, run through the installed console script as a user would."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = shutil.which("vhost-device-scmi")
+
+
+def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    assert SCRIPT, "vhost-device-scmi console script is not installed"
+    return subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_help_lists_every_option() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for option in ("--socket-path", "--device", "--help-devices", "--log-level", "--version"):
+        assert option in result.stdout
+
+
+def test_version_names_the_program() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("vhost-device-scmi ")
+
+
+def test_help_devices_lists_kinds_with_properties_and_example() -> None:
+    result = run("--help-devices")
+    assert result.returncode == 0, result.stderr
+    assert "- fake: " in result.stdout
+    assert "name (optional)" in result.stdout
+    assert "--device iio,path=" in result.stdout
+
+
+def test_python_dash_m_runs_the_same_cli() -> None:
+    result = subprocess.run([sys.executable, "-P", "-m", "vhost_scmi", "--help-devices"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    assert "- fake: " in result.stdout
+
+
+def test_socket_path_is_required() -> None:
+    result = run("-d", "fake")
+    assert result.returncode == 2
+    assert "--socket-path" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("nosuchkind", "unknown device kind 'nosuchkind'"),
+        ("fake,colour=red", "unknown property 'colour'"),
+        ("fake,name", "'name' is not PROPERTY=VALUE"),
+        ("fake,name=a,name=b", "property 'name' given twice"),
+        ("fake,name=abcdefghijklmnop", "longer than 15 bytes"),
+        ("iio,channel=in_accel", "missing required property path"),
+    ],
+)
+def test_bad_device_spec_is_one_clear_line(tmp_path, spec: str, expected: str) -> None:
+    result = run("-s", str(tmp_path / "scmi.sock"), "-d", spec)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"'{spec}'" in lines[0]
+    assert expected in lines[0]
+    assert not (tmp_path / "scmi.sock").exists()
+
+
+def test_bad_spec_after_good_ones_is_reported(tmp_path) -> None:
+    # Several specs after one -d, and repeated -d, are both accepted forms.
+    result = run("-s", str(tmp_path / "s.sock"), "-d", "fake", "fake,name=b", "-d", "bogus")
+    assert result.returncode == 2
+    assert "unknown device kind 'bogus'" in result.stderr
+
+
+def test_unknown_log_level_is_rejected() -> None:
+    result = run("-s", "x.sock", "--log-level", "loud")
+    assert result.returncode == 2
+    assert "--log-level" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,131 @@
+# SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+"""Routes SCMI requests to the protocol implementations; transport-free.
+
+The daemon hands `Dispatcher.handle` the bytes of each request with the writable space
+the request offered, and writes back what it returns. Notifications and delayed
+responses come from `take_events` when `next_deadline` says they are due.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from vhost_scmi.devices.sensor import Sensor
+from vhost_scmi.scmi.base import BaseProtocol
+from vhost_scmi.scmi.codec import route
+from vhost_scmi.scmi.protocol import (
+    HEADER_STATUS,
+    U32,
+    Handler,
+    Platform,
+    Protocol,
+    warn_limited,
+)
+from vhost_scmi.scmi.registry import PROTOCOLS
+from vhost_scmi.scmi.status import ScmiError, Status
+
+log = logging.getLogger(__name__)
+
+# Header and status word.
+_RESPONSE_MINIMUM = 8
+
+
+class Dispatcher:
+    """SCMI platform: answers commands, produces notifications and delayed responses."""
+
+    def __init__(self, protocols: Sequence[Protocol]) -> None:
+        self.protocols = {protocol.protocol_id: protocol for protocol in protocols}
+        # Route key (protocol id << 10 | message id) -> (request bytes needed, handler);
+        # codec.route() looks requests up here.
+        self._routes: dict[int, tuple[int, Handler]] = {}
+        for protocol in protocols:
+            for message in protocol.messages.values():
+                key = protocol.protocol_id << 10 | message.id
+                self._routes[key] = (4 + message.request_length, message.handler)
+        base = self.protocols.get(BaseProtocol.protocol_id)
+        self._base = base if isinstance(base, BaseProtocol) else None
+
+    def handle(self, request: bytes, max_response: int) -> bytes:
+        """Return the complete response to `request` (header, int32 status, payload).
+
+        The response is never longer than `max_response`; b"" means nothing could be
+        answered (fewer than 8 writable bytes, or no header). Never raises. Unknown
+        protocols and messages get NOT_SUPPORTED, short requests INVALID_PARAMETERS.
+        """
+        try:
+            response = route(self._routes, request, max_response, ScmiError,
+                             self._not_a_command)
+            if not response:
+                warn_limited(log, "short", "unanswerable request: %d bytes, %d writable",
+                             len(request), max_response)
+            return response
+        except Exception:
+            log.exception("internal error handling an SCMI request")
+            return self._internal_error(request, max_response)
+
+    def _not_a_command(self, header: int) -> bytes:
+        warn_limited(log, "type", "SCMI message %#010x is not a command", header)
+        if self._base is not None:
+            self._base.report_error(header)
+        return HEADER_STATUS.pack(header, Status.NOT_SUPPORTED)
+
+    @staticmethod
+    def _internal_error(request: bytes, max_response: int) -> bytes:
+        try:
+            if len(request) >= 4 and max_response >= _RESPONSE_MINIMUM:
+                return HEADER_STATUS.pack(U32.unpack_from(request)[0], Status.GENERIC_ERROR)
+        except Exception:  # noqa: S110 - nothing more can be done
+            pass
+        return b""
+
+    def next_deadline(self) -> float | None:
+        """Return the time.monotonic() at which take_events() has something, or None.
+
+        A time in the past means "now".
+        """
+        deadline = None
+        try:
+            for protocol in self.protocols.values():
+                due = protocol.next_deadline()
+                if due is not None and (deadline is None or due < deadline):
+                    deadline = due
+        except Exception:
+            log.exception("internal error computing the next event deadline")
+        return deadline
+
+    def take_events(self, now: float) -> list[bytes]:
+        """Return the notifications and delayed responses due by `now`.
+
+        Each is a complete event-queue message: a notification is header and payload,
+        a delayed response header, status and payload.
+        """
+        events: list[bytes] = []
+        for protocol in self.protocols.values():
+            try:
+                events.extend(event for event in protocol.take_events(now) if event)
+            except Exception:
+                log.exception("internal error producing SCMI events")
+        return events
+
+    def reset(self) -> None:
+        """Forget the agent: subscriptions, sensor configurations, pending events."""
+        for protocol in self.protocols.values():
+            try:
+                protocol.reset()
+            except Exception:
+                log.exception("internal error resetting an SCMI protocol")
+
+
+def build_dispatcher(sensors: Sequence[Sensor]) -> Dispatcher:
+    """Return a dispatcher implementing every registered protocol over `sensors`.
+
+    Sensor ids are indexes into `sensors`. Raises ValueError when a sensor cannot be
+    described in SCMI terms (an exponent or resolution out of range).
+    """
+    platform = Platform(sensors=list(sensors))
+    protocols = [protocol_class(platform) for protocol_class in PROTOCOLS]
+    platform.protocol_ids[:] = [protocol.protocol_id for protocol in protocols]
+    dispatcher = Dispatcher(protocols)
+    platform.reset_agent = dispatcher.reset
+    return dispatcher

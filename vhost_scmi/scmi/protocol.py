@@ -1,0 +1,155 @@
+# SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+"""What every SCMI protocol implementation shares: its message table and the common messages.
+
+A protocol is one module with one `Protocol` subclass. The subclass lists its messages
+(id, name, handler, request length); the dispatcher finds a handler by protocol and
+message id, checks the request is long enough, and calls it. A handler returns the
+complete response (header, status, payload) or raises `ScmiError` to answer with a
+status and no payload.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from vhost_scmi.devices.sensor import Sensor
+from vhost_scmi.scmi.status import CommonMessage, ProtocolId, ScmiError, Status
+
+#: Most bytes a reply may carry after its status word: Linux's virtio transport posts
+#: 136-byte buffers (header + status + 128).
+MAX_PAYLOAD = 128
+
+U32 = struct.Struct("<I")
+U32X2 = struct.Struct("<II")
+U32X3 = struct.Struct("<III")
+HEADER_STATUS = struct.Struct("<Ii")
+HEADER_STATUS_U32 = struct.Struct("<IiI")
+
+#: handler(header, request, room) -> complete response. `request` is the whole
+#: request including its 4-byte header; `room` is how many payload bytes may follow
+#: the status word.
+Handler = Callable[[int, bytes, int], bytes]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message a protocol implements."""
+
+    id: int
+    name: str
+    handler: Handler
+    #: Bytes of parameters after the header that the message needs.
+    request_length: int = 0
+    #: Value answered by PROTOCOL_MESSAGE_ATTRIBUTES for this message.
+    attributes: int = 0
+
+
+@dataclass
+class Platform:
+    """What protocols know of the platform they run on."""
+
+    sensors: Sequence[Sensor]
+    #: Ids of every protocol implemented, Base included, filled in by the dispatcher.
+    protocol_ids: list[int] = field(default_factory=list)
+    #: Forget every agent configuration (RESET_AGENT_CONFIGURATION); set by the dispatcher.
+    reset_agent: Callable[[], None] = lambda: None
+
+
+def ok(header: int, payload: bytes = b"") -> bytes:
+    """Return a SUCCESS response to `header` carrying `payload`."""
+    return HEADER_STATUS.pack(header, Status.SUCCESS) + payload
+
+
+def status_only(header: int, status: Status) -> bytes:
+    """Return a response to `header` carrying only `status`."""
+    return HEADER_STATUS.pack(header, status)
+
+
+def pack_name(name: str, size: int = 16) -> bytes:
+    """Return `name` as a NUL-terminated, NUL-padded UTF-8 field of `size` bytes.
+
+    A longer name is cut at a character boundary so the field keeps its NUL.
+    """
+    encoded = name.encode()[: size - 1]
+    encoded = encoded.decode(errors="ignore").encode()
+    return encoded.ljust(size, b"\0")
+
+
+#: Warnings the guest can provoke are logged this many times per kind, then at debug level.
+WARNINGS_PER_KIND = 10
+_warning_counts: dict[str, int] = {}
+
+
+def warn_limited(logger: logging.Logger, kind: str, message: str, *args: object) -> None:
+    """Log a warning the guest can provoke at will, without letting it flood the log."""
+    count = _warning_counts.get(kind, 0)
+    if count < WARNINGS_PER_KIND:
+        _warning_counts[kind] = count + 1
+        suffix = " (further ones at debug level)" if count + 1 == WARNINGS_PER_KIND else ""
+        logger.warning(message + suffix, *args)
+    else:
+        logger.debug(message, *args)
+
+
+def sign_extend(value: int, bits: int) -> int:
+    """Return the `bits`-wide two's complement `value` as a Python int."""
+    sign = 1 << (bits - 1)
+    return (value & (sign - 1)) - (value & sign)
+
+
+class Protocol:
+    """Base of a protocol implementation: common messages and the event hooks."""
+
+    #: SCMI protocol id (header bits 17:10).
+    protocol_id: ProtocolId
+    #: PROTOCOL_VERSION answer, major << 16 | minor.
+    version: int
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.messages: dict[int, Message] = {}
+        self.add_messages(
+            Message(CommonMessage.PROTOCOL_VERSION, "PROTOCOL_VERSION", self._version),
+            Message(CommonMessage.PROTOCOL_ATTRIBUTES, "PROTOCOL_ATTRIBUTES",
+                    self._attributes),
+            Message(CommonMessage.PROTOCOL_MESSAGE_ATTRIBUTES, "PROTOCOL_MESSAGE_ATTRIBUTES",
+                    self._message_attributes, 4),
+        )
+
+    def add_messages(self, *messages: Message) -> None:
+        """Implement `messages` (each message id once)."""
+        for message in messages:
+            if message.id in self.messages:
+                raise ValueError(f"message {message.id:#x} defined twice")
+            self.messages[message.id] = message
+
+    def attributes(self) -> bytes:
+        """Return the payload of the PROTOCOL_ATTRIBUTES response."""
+        raise NotImplementedError
+
+    def reset(self) -> None:  # noqa: B027 - optional hook
+        """Forget the agent's configuration: subscriptions, settings, pending work."""
+
+    def next_deadline(self) -> float | None:
+        """Return when take_events() has something to deliver (time.monotonic())."""
+        return None
+
+    def take_events(self, now: float) -> list[bytes]:
+        """Return notifications and delayed responses due by `now`."""
+        return []
+
+    def _version(self, header: int, request: bytes, room: int) -> bytes:
+        return HEADER_STATUS_U32.pack(header, Status.SUCCESS, self.version)
+
+    def _attributes(self, header: int, request: bytes, room: int) -> bytes:
+        return ok(header, self.attributes())
+
+    def _message_attributes(self, header: int, request: bytes, room: int) -> bytes:
+        (message_id,) = U32.unpack_from(request, 4)
+        message = self.messages.get(message_id)
+        if message is None:
+            raise ScmiError(Status.NOT_FOUND, f"message {message_id:#x} not implemented")
+        return HEADER_STATUS_U32.pack(header, Status.SUCCESS, message.attributes)

@@ -1,0 +1,14 @@
+# SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+"""The SCMI protocols the platform implements."""
+
+from __future__ import annotations
+
+from vhost_scmi.scmi.base import BaseProtocol
+from vhost_scmi.scmi.protocol import Protocol
+from vhost_scmi.scmi.sensor import SensorProtocol
+
+# A new protocol: one module with a Protocol subclass, and one entry here.
+PROTOCOLS: tuple[type[Protocol], ...] = (
+    BaseProtocol,
+    SensorProtocol,
+)
