@@ -19,7 +19,6 @@ import os
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import tempfile
 import time
@@ -166,9 +165,3 @@ def daemon(start_daemon: Callable[..., Daemon]) -> Daemon:
     """`vhost-device-scmi -s SOCK -d fake`, accepting connections."""
     return start_daemon("-d", "fake")
 
-
-def is_socket(path: Path) -> bool:
-    try:
-        return stat.S_ISSOCK(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        return False

@@ -18,12 +18,14 @@ import sys
 import time
 
 import pytest
-from conftest import Daemon, is_socket
+from conftest import Daemon
 from test_vhost_queue import MALFORMED_CHAINS, RAM_BASE, RAM_SIZE
 from vhost_scmi.scmi.codec import pack_header
 
 from vhost_scmi.devices.fake import FakeAccelerometer
 from vhost_scmi.scmi.dispatcher import build_dispatcher
+from vhost_scmi.vhost.frontend import DriverQueue, GuestRam
+from vhost_scmi.vhost.protocol import ProtocolFeature, Request, VirtioFeature, bit
 
 BASE = 0x10
 SENSOR = 0x15
@@ -253,9 +255,10 @@ def test_any_stdout_and_stderr(short_tmp, output: str) -> None:
         target = {"devnull": subprocess.DEVNULL, "pipe": subprocess.PIPE, "file": log_file}[output]
         process = subprocess.Popen(argv, stdout=target, stderr=target)
         try:
-            assert wait_until(lambda: is_socket(path) or process.poll() is not None)
             daemon = Daemon.__new__(Daemon)
             daemon.socket_path, daemon.process, daemon.pid = path, process, process.pid
+            daemon.log_path = short_tmp / "out.log"
+            daemon.wait_accepting()
             with daemon.session() as vm:
                 assert status_of(vm.cmdq.transact(command(BASE, 0))) == 0
             os.kill(process.pid, signal.SIGTERM)
@@ -293,3 +296,35 @@ def test_frontend_command_reports_a_missing_socket(short_tmp) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "absent.sock" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_default_protocol_features(daemon: Daemon) -> None:
+    with daemon.connect() as frontend:
+        assert frontend.get_protocol_features() == (
+            bit(ProtocolFeature.MQ) | bit(ProtocolFeature.REPLY_ACK)
+            | bit(ProtocolFeature.RESET_DEVICE) | bit(ProtocolFeature.STATUS))
+
+
+def test_qemu_style_reconnect_without_negotiation(daemon: Daemon) -> None:
+    """QEMU's vhost-user-scmi, reconnecting to a restarted back-end, skips the
+    feature negotiation, asks for acknowledgements and sends the memory table."""
+    ram = GuestRam()
+    try:
+        with daemon.connect() as frontend:
+            frontend.protocol_features = (bit(ProtocolFeature.REPLY_ACK)
+                                          | bit(ProtocolFeature.STATUS))
+            offered = frontend.get_features()
+            queues = [DriverQueue(ram, index, 256) for index in range(2)]
+            frontend.queues = queues
+            for queue in queues:
+                frontend.set_vring_fd(Request.SET_VRING_CALL, queue.index, queue.call_fd)
+            frontend.set_features(offered & ~bit(VirtioFeature.RING_EVENT_IDX))
+            frontend.get_status()
+            frontend.set_status(0xB)
+            frontend.set_mem_table(ram)
+            for queue in queues:
+                frontend.start_queue(queue)
+                frontend.set_vring_enable(queue.index, True)
+            assert status_of(queues[0].transact(command(BASE, 0))) == 0
+    finally:
+        ram.close()

@@ -27,3 +27,13 @@ def test_man_page_documents_options_devices_and_qemu() -> None:
     for needle in ("socket\\-path", "DEVICE KINDS", "vhost\\-user\\-scmi\\-pci", "LICENSE",
                    "fake"):
         assert needle in page, needle
+
+
+def test_readme_shows_the_current_help_devices_output() -> None:
+    import shutil
+
+    script = shutil.which("vhost-device-scmi")
+    assert script
+    output = subprocess.run([script, "--help-devices"], capture_output=True, text=True,
+                            timeout=30).stdout
+    assert f"```\n{output}```" in (ROOT / "README.md").read_text()

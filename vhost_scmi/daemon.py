@@ -30,7 +30,7 @@ from typing import Protocol
 
 from vhost_scmi.devices.sensor import Sensor
 from vhost_scmi.scmi.dispatcher import build_dispatcher
-from vhost_scmi.vhost.connection import BackendConnection
+from vhost_scmi.vhost.connection import PROTOCOL_FEATURES, BackendConnection
 from vhost_scmi.vhost.device import RequestHandler, VirtioDevice
 from vhost_scmi.vhost.virtqueue import SplitQueue
 
@@ -144,8 +144,10 @@ _Callback = Callable[[], None]
 class Endpoint:
     """One listening socket, its device, and the connection of the VMM it serves."""
 
-    def __init__(self, listener: socket.socket, device: TimedDevice, name: str) -> None:
+    def __init__(self, listener: socket.socket, device: TimedDevice, name: str, *,
+                 protocol_features: int = PROTOCOL_FEATURES) -> None:
         listener.setblocking(False)
+        self.protocol_features = protocol_features
         self.listener = listener
         self.device = device
         self.name = name
@@ -190,7 +192,8 @@ class Endpoint:
             return
         log.info("%s: VMM connected", self.name)
         assert self._selector is not None
-        self.connection = BackendConnection(sock, self.device, self)
+        self.connection = BackendConnection(sock, self.device, self,
+                                            protocol_features=self.protocol_features)
         self._selector.register(sock, selectors.EVENT_READ, (self, self.readable))
 
     def readable(self) -> None:
@@ -378,7 +381,10 @@ def run(socket_path: str, sensors: list[Sensor]) -> int:
 
     Returns the exit status (0). Raises StartupError when the socket cannot be created.
     """
-    device = ScmiDevice(build_dispatcher(sensors))
+    try:
+        device = ScmiDevice(build_dispatcher(sensors))
+    except ValueError as error:
+        raise StartupError(f"cannot describe the sensors in SCMI terms: {error}") from error
     loop = EventLoop()
     try:
         # Signals are routed before the socket exists: a SIGTERM from then on is a

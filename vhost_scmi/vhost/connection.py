@@ -61,14 +61,20 @@ TRANSPORT_FEATURES = (
     | bit(VirtioFeature.PROTOCOL_FEATURES)
 )
 
-#: vhost-user protocol features implemented here.
+#: vhost-user protocol features offered by default.
 PROTOCOL_FEATURES = (
     bit(ProtocolFeature.MQ)
     | bit(ProtocolFeature.REPLY_ACK)
     | bit(ProtocolFeature.RESET_DEVICE)
-    | bit(ProtocolFeature.CONFIGURE_MEM_SLOTS)
     | bit(ProtocolFeature.STATUS)
 )
+#: Every protocol feature implemented here. CONFIGURE_MEM_SLOTS (ADD/REM_MEM_REG,
+#: GET_MAX_MEM_SLOTS) is implemented, and served whenever a front-end uses it, but
+#: not offered by default: QEMU's vhost-user-scmi does not negotiate again when it
+#: reconnects to a restarted back-end, and with memory slots it then believes the
+#: new back-end already has the guest memory and never sends it. Without them it
+#: sends the whole table (SET_MEM_TABLE) every time the device starts.
+IMPLEMENTED_PROTOCOL_FEATURES = PROTOCOL_FEATURES | bit(ProtocolFeature.CONFIGURE_MEM_SLOTS)
 
 # The ancillary buffer holds one fd more than allowed, so that "too many" is seen.
 _ANCILLARY_SIZE = socket.CMSG_SPACE((MAX_FDS + 1) * array.array("i").itemsize)
@@ -139,7 +145,8 @@ class BackendConnection:
     """The back-end end of one VMM's vhost-user socket."""
 
     def __init__(self, sock: socket.socket, device: VirtioDevice, watcher: KickWatcher,
-                 *, max_queue_size: int = MAX_QUEUE_SIZE) -> None:
+                 *, max_queue_size: int = MAX_QUEUE_SIZE,
+                 protocol_features: int = PROTOCOL_FEATURES) -> None:
         sock.setblocking(False)
         self._sock = sock
         self._device = device
@@ -153,7 +160,12 @@ class BackendConnection:
             device.queue_handler(index) for index in range(device.queue_count)]
         self.offered_features = TRANSPORT_FEATURES | (device.device_features & 0xFFFFFF)
         self.acked_features = 0
+        if protocol_features & ~IMPLEMENTED_PROTOCOL_FEATURES:
+            raise ValueError(f"protocol features {protocol_features:#x} are not implemented")
+        self.offered_protocol_features = protocol_features
         self.protocol_features = 0
+        # Whether SET_PROTOCOL_FEATURES was received on this connection.
+        self._negotiated = False
         self.owned = False
         self.status = 0
         self._dispatch: dict[int, Callable[[bytes, list[int]], bytes | None]] = {
@@ -296,8 +308,11 @@ class BackendConnection:
         handler = self._dispatch.get(request)
         name = Request(request).name if request in Request._value2member_map_ else str(request)
         reply_due = request in REQUESTS_WITH_REPLY
+        # A front-end that reconnects without negotiating again (QEMU's vhost-user-scmi
+        # after a back-end restart) still asks for acknowledgements and waits for them.
         ack_wanted = (not reply_due and flags & HeaderFlag.NEED_REPLY
-                      and self.protocol_features & bit(ProtocolFeature.REPLY_ACK))
+                      and (self.protocol_features & bit(ProtocolFeature.REPLY_ACK)
+                           or not self._negotiated))
         if handler is None:
             log.warning("unsupported vhost-user request %s (%d fds), failed", name, len(fds))
             _close_all(fds)
@@ -306,7 +321,8 @@ class BackendConnection:
             elif ack_wanted:
                 self._send(request, U64.pack(1))
             return
-        log.debug("vhost-user request %s (%d bytes, %d fds)", name, len(body), len(fds))
+        log.debug("vhost-user request %s (flags %#x, %d bytes, %d fds)",
+                  name, flags, len(body), len(fds))
         try:
             reply = handler(body, fds)
         except RequestFailed as error:
@@ -384,15 +400,16 @@ class BackendConnection:
 
     def _get_protocol_features(self, body: bytes, fds: list[int]) -> bytes:
         self._expect(body, 0, fds)
-        return U64.pack(PROTOCOL_FEATURES)
+        return U64.pack(self.offered_protocol_features)
 
     def _set_protocol_features(self, body: bytes, fds: list[int]) -> None:
         self._expect(body, U64.size, fds)
         (features,) = U64.unpack(body)
-        unknown = features & ~PROTOCOL_FEATURES
+        unknown = features & ~self.offered_protocol_features
         if unknown:
             raise RequestFailed(f"protocol features {unknown:#x} were not offered")
         self.protocol_features = features
+        self._negotiated = True
 
     def _get_queue_num(self, body: bytes, fds: list[int]) -> bytes:
         self._expect(body, 0, fds)
