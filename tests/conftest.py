@@ -65,13 +65,14 @@ class Session:
 class Daemon:
     """A running `vhost-device-scmi` process."""
 
-    def __init__(self, argv: list[str], socket_path: Path, log_path: Path) -> None:
+    def __init__(self, argv: list[str], socket_path: Path, log_path: Path,
+                 **popen_kwargs) -> None:
         self.argv = argv
         self.socket_path = socket_path
         self.log_path = log_path
         with open(log_path, "wb") as log_file:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                            stdout=log_file, stderr=log_file)
+                                            stdout=log_file, stderr=log_file, **popen_kwargs)
         self.pid = self.process.pid
 
     def wait_accepting(self, timeout: float = START_TIMEOUT) -> None:

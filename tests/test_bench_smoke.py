@@ -21,7 +21,7 @@ TINY = ["--repeats", "2", "--rounds", "40", "--batches", "2", "--batch-sizes", "
 
 
 def run_bench(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vhost_scmi.bench", *args],
+    return subprocess.run([sys.executable, "-P", "-m", "vhost_scmi.bench", *args],
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -112,7 +112,7 @@ def test_idle_counts_cpu_time_of_a_live_backend(report: dict) -> None:
 def test_table_lists_every_section_with_ratios() -> None:
     result = run_bench("--only", "batched", "--repeats", "1", "--batches", "1",
                        "--batch-sizes", "4", "--backend-cmd",
-                       f"{sys.executable} -m vhost_scmi -s {{socket}} -d {{device}}")
+                       f"{sys.executable} -P -m vhost_scmi -s {{socket}} -d {{device}}")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert any(line.startswith("batched") and "READING_GET ×4, per request" in line

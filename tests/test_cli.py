@@ -21,7 +21,9 @@ def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_option() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for option in ("--socket-path", "--device", "--help-devices", "--log-level", "--version"):
+    for option in ("--socket-path", "--device", "--help-devices", "--log-level", "--version",
+                   "--fd", "--socket-count", "--print-capabilities", "NOTIFY_SOCKET",
+                   "LISTEN_FDS"):
         assert option in result.stdout
 
 
@@ -86,3 +88,37 @@ def test_unknown_log_level_is_rejected() -> None:
     assert result.returncode == 2
     assert "--log-level" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["-s", "x.sock", "--fd", "3"],
+         "argument --fd: not allowed with argument -s/--socket-path"),
+        (["--fd", "3", "--socket-path", "x.sock"], "not allowed with argument --fd"),
+        (["-c", "2", "--fd", "3"], "argument -c/--socket-count: needs -s/--socket-path"),
+        (["-c", "2"], "argument -c/--socket-count: needs -s/--socket-path"),
+        (["-s", "x.sock", "-c", "0"], "argument -c/--socket-count: N must be at least 1"),
+        (["-s", "x.sock", "-c", "two"], "argument -c/--socket-count: N must be at least 1"),
+        (["--fd", "-1"], "argument --fd: FDNUM must be a file descriptor number"),
+        (["--fd", "three"], "argument --fd: FDNUM must be a file descriptor number"),
+        ([], "one of the arguments -s/--socket-path --fd is required"),
+    ],
+)
+def test_socket_option_errors_are_one_clear_line(tmp_path, args: list[str],
+                                                 expected: str) -> None:
+    result = subprocess.run([SCRIPT, *args, "-d", "fake"], capture_output=True, text=True,
+                            timeout=30, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("vhost-device-scmi: error: ") and expected in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_socket_count_names_sockets_as_the_other_vhost_device_daemons() -> None:
+    from vhost_scmi.listener import socket_paths
+
+    assert socket_paths("/run/vm.sock", None) == ["/run/vm.sock"]
+    assert socket_paths("/run/vm.sock", 3) == ["/run/vm.sock0", "/run/vm.sock1",
+                                                "/run/vm.sock2"]

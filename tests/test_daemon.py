@@ -275,7 +275,7 @@ def test_any_stdout_and_stderr(short_tmp, output: str) -> None:
 
 def test_frontend_command_prints_the_platform(start_daemon) -> None:
     daemon = start_daemon("-d", "fake", "-d", "fake,name=second")
-    result = subprocess.run([sys.executable, "-m", "vhost_scmi.frontend", "--socket-path",
+    result = subprocess.run([sys.executable, "-P", "-m", "vhost_scmi.frontend", "--socket-path",
                              str(daemon.socket_path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -291,7 +291,7 @@ def test_frontend_command_prints_the_platform(start_daemon) -> None:
 
 
 def test_frontend_command_reports_a_missing_socket(short_tmp) -> None:
-    result = subprocess.run([sys.executable, "-m", "vhost_scmi.frontend", "-s",
+    result = subprocess.run([sys.executable, "-P", "-m", "vhost_scmi.frontend", "-s",
                              str(short_tmp / "absent.sock")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from argparse_manpage.manpage import Manpage
 
-from vhost_scmi import cli
+from vhost_scmi import backend_info, cli
 from vhost_scmi.devices.registry import devices_help
 
 MAN_PAGE = Path(__file__).resolve().parent.parent / "man" / "vhost-device-scmi.1"
@@ -25,9 +25,20 @@ MAN_PAGE = Path(__file__).resolve().parent.parent / "man" / "vhost-device-scmi.1
 PAGE_DATE = "2026-11-24"
 
 SYSTEMD = """\
-contrib/systemd/vhost-device-scmi@.service runs one daemon per virtual machine:
-instance NAME reads /etc/vhost-device-scmi/NAME.conf, which sets SOCKET_PATH and
-DEVICES (the -d options), and listens on that socket.
+contrib/systemd/vhost-device-scmi@.socket and vhost-device-scmi@.service
+run one daemon per virtual machine. The socket unit listens on
+/run/vhost-device-scmi/NAME.sock and passes the socket to the service
+(socket activation); the service (Type=notify) reads the -d options
+from DEVICES in /etc/vhost-device-scmi/NAME.conf. The daemon tells
+systemd READY=1 once the socket accepts VMMs, STOPPING=1 on SIGTERM.
+"""
+
+FILES = f"""\
+PREFIX/{backend_info.DESCRIPTOR_DIR}/{backend_info.DESCRIPTOR_NAME}
+    The vhost-user backend descriptor of QEMU's vhost-user.json schema,
+    read by management tools that look for backends: type
+    "{backend_info.BACKEND_TYPE}", a description, and this program's absolute path.
+    The schema's list of backend types has no SCMI entry (yet).
 """
 
 LICENSE = "Apache-2.0 OR BSD-3-Clause, at your choice."
@@ -49,12 +60,13 @@ def render() -> str:
     parser = cli.build_parser()
     page = Manpage(parser, _data={
         "project_name": "vhost-device-scmi",
-        "description": "vhost-user backend for a VirtIO SCMI device exposing host sensors",
+        "description": backend_info.SUMMARY,
         "manual_title": "vhost-device-scmi manual",
         "manual_section": 1,
         "date": PAGE_DATE,
     })
     page.add_section("DEVICE KINDS", ">", _roff(devices_help()))
+    page.add_section("FILES", ">", _roff(FILES))
     page.add_section("SYSTEMD", ">", _roff(SYSTEMD))
     page.add_section("LICENSE", ">", _roff(LICENSE))
     return str(page)

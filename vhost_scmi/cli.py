@@ -2,7 +2,13 @@
 """Command line of the `vhost-device-scmi` daemon.
 
 `build_parser()` is the single source of the options: argparse reads it at run
-time and argparse-manpage reads it to generate man/vhost-device-scmi.1.
+time and argparse-manpage reads it to generate man/vhost-device-scmi.1. The
+program's name, summary and capabilities come from `backend_info`, which also
+generates the vhost-user descriptor at build time.
+
+The options follow the "Backend program conventions" of QEMU's vhost-user
+specification: --socket-path or --fd, --print-capabilities, no daemonizing,
+fds 0-2 used as stdio only, a prompt exit on SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,14 +16,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
-from vhost_scmi import __version__
+from vhost_scmi import __version__, backend_info, systemd
 from vhost_scmi.devices.registry import devices_help
 from vhost_scmi.devices.sensor import DeviceSpecError
 from vhost_scmi.devices.spec import create_sensors
+from vhost_scmi.listener import socket_paths
 from vhost_scmi.logsetup import LEVELS, setup_logging
 
-PROG = "vhost-device-scmi"
+PROG = backend_info.PROG
 
 DESCRIPTION = """\
 vhost-device-scmi is a vhost-user backend for a VirtIO SCMI device. A virtual
@@ -26,6 +35,12 @@ socket; the guest then reads host sensors through the SCMI Base and Sensor
 Management protocols as if they were its own firmware's. Each -d option names a
 device kind and its properties; the guest sees the resulting sensors in
 command-line order.
+
+The daemon serves one socket, -s PATH; or N sockets PATH0 ... PATH<N-1> with
+-c N, one VMM on each at a time, each with SCMI state (sensor configurations,
+notification subscriptions) of its own over the same host sensors; or a socket
+inherited from its parent, --fd FDNUM or systemd socket activation. It never
+daemonizes, and exits on SIGTERM or SIGINT.
 """
 
 EPILOG = """\
@@ -43,25 +58,84 @@ examples:
       -chardev socket,path=scmi.sock,id=vscmi \\
       -device vhost-user-scmi-pci,chardev=vscmi ...
 
+  Serve three virtual machines (scmi.sock0, scmi.sock1, scmi.sock2):
+    vhost-device-scmi -s scmi.sock -c 3 -d fake
+
+  Serve the socket a parent process passed as file descriptor 5:
+    vhost-device-scmi --fd 5 -d fake
+
+  Try socket activation without a service manager:
+    systemd-socket-activate -l /run/scmi.sock vhost-device-scmi -d fake
+
 environment:
-  RUST_LOG  log level (error, warn, info, debug, trace) when --log-level is not given
+  RUST_LOG
+    log level (error, warn, info, debug, trace) without --log-level
+  LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES
+    systemd socket activation: when LISTEN_PID is the daemon's pid,
+    it serves the LISTEN_FDS sockets (listening or connected) passed
+    as fds 3, 4, ...; -s and --fd are then not allowed
+  NOTIFY_SOCKET
+    the service manager's datagram socket (a path, or @name for the
+    abstract namespace): READY=1 is sent once every socket accepts
+    VMMs, STOPPING=1 when the daemon shuts down
+
+exit status:
+  0  after SIGTERM or SIGINT; after --help, --version, --help-devices
+     or --print-capabilities; when the VMM of an inherited connected
+     socket leaves
+  1  a socket cannot be created or used
+  2  a usage error (one line on standard error)
 
 Run --help-devices for the device kinds and their properties.
 Licensed under Apache-2.0 OR BSD-3-Clause.
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, as the device spec errors are."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _number(minimum: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{what}, not {text!r}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the daemon's argument parser (also the source of the man page)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
+    socket_source = parser.add_mutually_exclusive_group()
+    socket_source.add_argument(
         "-s", "--socket-path", metavar="PATH",
-        help="location of the vhost-user Unix domain socket (required)",
+        help="location of the vhost-user Unix domain socket (required unless --fd is "
+             "given or the socket is passed by systemd socket activation); created "
+             "mode 0600, an old socket file there is replaced, removed at exit",
+    )
+    socket_source.add_argument(
+        "--fd", metavar="FDNUM", type=_number(0, "FDNUM must be a file descriptor number"),
+        help="serve the vhost-user socket inherited as file descriptor FDNUM: a Unix "
+             "stream socket, listening (VMMs connect one after another) or connected "
+             "to one VMM (the daemon exits when it leaves); incompatible with "
+             "--socket-path",
+    )
+    parser.add_argument(
+        "-c", "--socket-count", metavar="N", type=_number(1, "N must be at least 1"),
+        help="serve N sockets, named PATH0 to PATH<N-1> after --socket-path, one VMM "
+             "on each at a time, each with its own SCMI state over the same devices",
     )
     parser.add_argument(
         "-d", "--device", metavar="SPEC", action="extend", nargs="+", default=[],
@@ -73,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the available device kinds and their properties, and exit",
     )
     parser.add_argument(
+        "--print-capabilities", action="store_true",
+        help="print the backend's capabilities as the JSON object of QEMU's vhost-user "
+             "specification, and exit; every other option is ignored",
+    )
+    parser.add_argument(
         "--log-level", choices=[name for name in LEVELS if name != "off"],
         help="log level on standard error (default: RUST_LOG, else info)",
     )
@@ -80,15 +159,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def asks_for_capabilities(argv: Sequence[str]) -> bool:
+    """Whether `argv` holds --print-capabilities (before any `--`), whatever else it holds."""
+    for token in argv:
+        if token == "--":
+            return False
+        if token == "--print-capabilities":
+            return True
+    return False
+
+
+def _socket_sources(parser: argparse.ArgumentParser, args: argparse.Namespace
+                    ) -> tuple[list[str], list[tuple[int, str]]]:
+    """The socket paths to create and the inherited (fd, origin) pairs to serve."""
+    try:
+        activated = systemd.listen_fds()
+    except systemd.ActivationError as error:
+        parser.error(f"socket activation: {error}")
+    if args.socket_count is not None and not args.socket_path:
+        parser.error("argument -c/--socket-count: needs -s/--socket-path")
+    if activated and (args.socket_path or args.fd is not None):
+        option = "-s/--socket-path" if args.socket_path else "--fd"
+        parser.error(f"argument {option}: not allowed with systemd socket activation "
+                     f"(LISTEN_FDS={len(activated)})")
+    if args.socket_path:
+        return socket_paths(args.socket_path, args.socket_count), []
+    if args.fd is not None:
+        return [], [(args.fd, "")]
+    if activated:
+        return [], [(socket_.fd, socket_.name) for socket_ in activated]
+    parser.error("one of the arguments -s/--socket-path --fd is required "
+                 "(or a socket passed by systemd socket activation)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the daemon as the command line asks; return the exit status."""
+    if asks_for_capabilities(sys.argv[1:] if argv is None else argv):
+        sys.stdout.write(backend_info.to_json(backend_info.capabilities()))
+        return 0
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.help_devices:
         sys.stdout.write(devices_help())
         return 0
-    if not args.socket_path:
-        parser.error("the following arguments are required: -s/--socket-path")
+    if args.print_capabilities:  # an abbreviation of the option
+        sys.stdout.write(backend_info.to_json(backend_info.capabilities()))
+        return 0
+    paths, fds = _socket_sources(parser, args)
     setup_logging(args.log_level)
     try:
         sensors = create_sensors(args.device)
@@ -98,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     from vhost_scmi import daemon
 
     try:
-        return daemon.run(args.socket_path, sensors)
+        return daemon.run(sensors, paths=paths, fds=fds)
     except daemon.StartupError as error:
         logging.getLogger(__name__).debug("start-up failed", exc_info=True)
         sys.stderr.write(f"{PROG}: error: {error}\n")

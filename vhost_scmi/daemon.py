@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
-"""The daemon: a vhost-user socket, one VMM at a time, the SCMI dispatcher behind it.
+"""The daemon: vhost-user sockets, one VMM at a time on each, an SCMI dispatcher behind each.
 
-One thread and one `selectors` loop (epoll) watch the listening socket, the VMM's
-connection socket, the queues' kick eventfds and a wake-up pipe (signals, `stop()`);
+One thread and one `selectors` loop (epoll) watch the listening sockets, the VMMs'
+connection sockets, the queues' kick eventfds and a wake-up pipe (signals, `stop()`);
 the loop sleeps until the dispatcher's next event is due, so an idle daemon uses no
 CPU. When a VMM disconnects, its connection is torn down (guest memory unmapped,
 every fd it sent closed), the dispatcher is reset, and the next VMM is accepted.
@@ -19,26 +19,25 @@ import contextlib
 import functools
 import logging
 import os
+import select
 import selectors
 import signal
 import socket
-import stat
 import time
+import types
 from collections.abc import Callable, Iterator, Sequence
 from enum import IntEnum
 from typing import Protocol
 
 from vhost_scmi.devices.sensor import Sensor
+from vhost_scmi.listener import ServedSocket, StartupError, open_all
 from vhost_scmi.scmi.dispatcher import build_dispatcher
+from vhost_scmi.systemd import Notifier
 from vhost_scmi.vhost.connection import PROTOCOL_FEATURES, BackendConnection
 from vhost_scmi.vhost.device import RequestHandler, VirtioDevice
 from vhost_scmi.vhost.virtqueue import SplitQueue
 
 log = logging.getLogger(__name__)
-
-
-class StartupError(Exception):
-    """The daemon cannot start (socket path unusable); the message says why."""
 
 
 class ScmiQueue(IntEnum):
@@ -142,21 +141,39 @@ _Callback = Callable[[], None]
 
 
 class Endpoint:
-    """One listening socket, its device, and the connection of the VMM it serves."""
+    """One listening socket, its device, and the connection of the VMM it serves.
 
-    def __init__(self, listener: socket.socket, device: TimedDevice, name: str, *,
-                 protocol_features: int = PROTOCOL_FEATURES) -> None:
-        listener.setblocking(False)
+    Without a listener, the endpoint serves the one VMM already `connected` and is
+    finished when that VMM leaves; `on_finished` is then called.
+    """
+
+    def __init__(self, listener: socket.socket | None, device: TimedDevice, name: str, *,
+                 protocol_features: int = PROTOCOL_FEATURES,
+                 connected: socket.socket | None = None,
+                 on_finished: Callable[[], None] | None = None) -> None:
+        if listener is not None:
+            listener.setblocking(False)
         self.protocol_features = protocol_features
         self.listener = listener
         self.device = device
         self.name = name
         self.connection: BackendConnection | None = None
         self._selector: selectors.BaseSelector | None = None
+        self._connected = connected
+        self._on_finished = on_finished
+
+    @property
+    def finished(self) -> bool:
+        """No VMM is served, and none can connect any more."""
+        return self.listener is None and self.connection is None and self._connected is None
 
     def attach(self, selector: selectors.BaseSelector) -> None:
         self._selector = selector
-        selector.register(self.listener, selectors.EVENT_READ, (self, self.accept))
+        if self.listener is not None:
+            selector.register(self.listener, selectors.EVENT_READ, (self, self.accept))
+        connected, self._connected = self._connected, None
+        if connected is not None:
+            self._serve(connected)
 
     # KickWatcher for the connection
     def watch_kick(self, fd: int, index: int) -> None:
@@ -170,6 +187,7 @@ class Endpoint:
             self._selector.unregister(fd)
 
     def accept(self) -> None:
+        assert self.listener is not None
         try:
             sock, _address = self.listener.accept()
         except (BlockingIOError, InterruptedError):
@@ -190,6 +208,9 @@ class Endpoint:
             log.warning("%s: refusing a second VMM: one is already connected", self.name)
             sock.close()
             return
+        self._serve(sock)
+
+    def _serve(self, sock: socket.socket) -> None:
         log.info("%s: VMM connected", self.name)
         assert self._selector is not None
         self.connection = BackendConnection(sock, self.device, self,
@@ -209,21 +230,94 @@ class Endpoint:
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(connection.fileno())
         connection.close()
-        log.info("%s: connection closed; waiting for the next VMM", self.name)
+        if self.listener is not None:
+            log.info("%s: connection closed; waiting for the next VMM", self.name)
+            return
+        log.info("%s: connection closed; no listening socket to take another VMM", self.name)
+        if self._on_finished is not None:
+            self._on_finished()
 
     def close(self) -> None:
+        self._on_finished = None  # closing is not a VMM leaving
         self.drop()
+        if self._connected is not None:  # never attached
+            self._connected.close()
+            self._connected = None
+        if self.listener is None:
+            return
         if self._selector is not None:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(self.listener)
         self.listener.close()
 
 
+#: What the loop watches: file descriptors and sockets.
+_FileLike = int | socket.socket
+
+
+def _fd_of(fileobj: _FileLike) -> int:
+    fd = fileobj if isinstance(fileobj, int) else int(fileobj.fileno())
+    if fd < 0:
+        raise ValueError(f"invalid file descriptor: {fd}")
+    return fd
+
+
+class _LoopSelector(selectors.BaseSelector):
+    """An epoll selector whose registrations the loop also reads as a plain dict.
+
+    Endpoints register and unregister through the `selectors` interface (reading
+    only); the loop polls `epoll` itself and finds each ready fd's data in `data`,
+    sparing the key tuples and ready list `selectors` builds on every wake-up.
+    """
+
+    def __init__(self) -> None:
+        self.epoll = select.epoll()
+        #: fd -> the data it was registered with.
+        self.data: dict[int, object] = {}
+        self._keys: dict[int, selectors.SelectorKey] = {}
+
+    def register(self, fileobj: _FileLike, events: int,
+                 data: object = None) -> selectors.SelectorKey:
+        if events != selectors.EVENT_READ:
+            raise ValueError(f"unsupported events {events!r}: the loop only reads")
+        key = selectors.SelectorKey(fileobj, _fd_of(fileobj), events, data)
+        if key.fd in self._keys:
+            raise KeyError(f"{fileobj!r} (fd {key.fd}) is already registered")
+        self.epoll.register(key.fd, select.EPOLLIN)
+        self._keys[key.fd] = key
+        self.data[key.fd] = data
+        return key
+
+    def unregister(self, fileobj: _FileLike) -> selectors.SelectorKey:
+        try:
+            fd = _fd_of(fileobj)
+        except ValueError:  # a closed socket: find it by identity, as selectors does
+            fd = next((key.fd for key in self._keys.values() if key.fileobj is fileobj), -1)
+        key = self._keys.pop(fd)  # KeyError when not registered
+        del self.data[fd]
+        with contextlib.suppress(OSError):  # an fd already closed has left the epoll set
+            self.epoll.unregister(fd)
+        return key
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = self.epoll.poll(None if timeout is None else max(timeout, 0.0))
+        return [(self._keys[fd], selectors.EVENT_READ) for fd, _mask in ready
+                if fd in self._keys]
+
+    def get_map(self) -> types.MappingProxyType[int, selectors.SelectorKey]:
+        return types.MappingProxyType(self._keys)
+
+    def close(self) -> None:
+        self.epoll.close()
+        self._keys.clear()
+        self.data.clear()
+
+
 class EventLoop:
     """The daemon's single-threaded loop over a set of endpoints."""
 
     def __init__(self, endpoints: Sequence[Endpoint] = ()) -> None:
-        self._selector = selectors.DefaultSelector()
+        self._selector = _LoopSelector()
         self._endpoints: list[Endpoint] = []
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(self._wake_read, selectors.EVENT_READ, (None, self._woken))
@@ -245,10 +339,17 @@ class EventLoop:
     def run(self) -> None:
         """Serve until `stop()` or SIGTERM/SIGINT (when routed here by `signal.set_wakeup_fd`)."""
         self._running = True
-        select = self._selector.select
+        # The hot path of every request: epoll, one dict lookup, the callback, and one
+        # (cached) deadline question per endpoint.
+        poll, registered = self._selector.epoll.poll, self._selector.data
+        timeout = self._deliver_due()
         while self._running:
-            for key, _mask in select(self._timeout()):
-                endpoint, callback = key.data
+            for fd, _mask in poll(timeout):
+                # An earlier callback of this wake-up may have unregistered fd.
+                entry = registered.get(fd)
+                if entry is None:
+                    continue
+                endpoint, callback = entry
                 try:
                     callback()
                 except Exception:
@@ -256,7 +357,7 @@ class EventLoop:
                     log.exception("unexpected error; dropping the connection")
                     if endpoint is not None:
                         endpoint.drop()
-            self._deliver_due()
+            timeout = self._deliver_due()
 
     def stop(self) -> None:
         """Make `run()` return (callable from another thread)."""
@@ -288,77 +389,34 @@ class EventLoop:
             elif number == 0:
                 self._running = False
 
-    def _timeout(self) -> float | None:
-        deadlines = [deadline for endpoint in self._endpoints
-                     if (deadline := endpoint.device.next_deadline()) is not None]
-        if not deadlines:
-            return None
-        return max(min(deadlines) - time.monotonic(), MIN_TIMER_SLEEP)
-
-    def _deliver_due(self) -> None:
-        now = time.monotonic()
+    def _deliver_due(self) -> float | None:
+        """Deliver the timed work that is due; return how long the loop may then sleep
+        (None: until something happens)."""
+        earliest = now = None
         for endpoint in self._endpoints:
-            deadline = endpoint.device.next_deadline()
-            if deadline is not None and deadline <= now:
+            device = endpoint.device
+            deadline = device.next_deadline()
+            if deadline is None:
+                continue
+            if now is None:
+                now = time.monotonic()
+            if deadline <= now:
                 try:
-                    endpoint.device.deliver_due(now)
+                    device.deliver_due(now)
                 except Exception:
                     log.exception("unexpected error delivering events; dropping the connection")
                     endpoint.drop()
+                deadline = device.next_deadline()
+                if deadline is None:
+                    continue
+            if earliest is None or deadline < earliest:
+                earliest = deadline
+        if earliest is None:
+            return None
+        return max(earliest - time.monotonic(), MIN_TIMER_SLEEP)
 
 
-# --- the socket file -------------------------------------------------------------------------
-
-def open_listener(path: str) -> tuple[socket.socket, tuple[int, int]]:
-    """Create the listening socket at `path` (mode 0600), replacing a stale socket file.
-
-    Returns the socket and the (device, inode) identity of the socket file.
-    Raises StartupError for a missing directory, a symlink or a non-socket at `path`,
-    or any failure to bind.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise StartupError(f"cannot create socket {path}: directory {directory} does not exist")
-    try:
-        existing = os.lstat(path)
-    except FileNotFoundError:
-        pass
-    except OSError as error:
-        raise StartupError(f"cannot use socket path {path}: {error.strerror}") from error
-    else:
-        if stat.S_ISLNK(existing.st_mode):
-            raise StartupError(f"refusing socket path {path}: it is a symbolic link")
-        if not stat.S_ISSOCK(existing.st_mode):
-            raise StartupError(f"refusing socket path {path}: it exists and is not a socket")
-        try:
-            os.unlink(path)
-        except OSError as error:
-            raise StartupError(f"cannot replace socket {path}: {error.strerror}") from error
-        log.info("replaced the existing socket file %s", path)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    # The socket file gets 0600 from the umask at bind time: no window where others may connect.
-    old_umask = os.umask(0o177)
-    try:
-        listener.bind(path)
-        listener.listen(1)
-        created = os.stat(path)
-    except OSError as error:
-        listener.close()
-        raise StartupError(f"cannot create socket {path}: {error.strerror or error}") from error
-    finally:
-        os.umask(old_umask)
-    return listener, (created.st_dev, created.st_ino)
-
-
-def remove_socket(path: str, identity: tuple[int, int]) -> None:
-    """Remove the socket file at `path` if it is still the one we created."""
-    try:
-        current = os.lstat(path)
-        if (current.st_dev, current.st_ino) == identity:
-            os.unlink(path)
-    except OSError:
-        pass
-
+# --- signals and the daemon's life -------------------------------------------------------
 
 @contextlib.contextmanager
 def signals_routed_to(loop: EventLoop) -> Iterator[None]:
@@ -376,28 +434,61 @@ def signals_routed_to(loop: EventLoop) -> Iterator[None]:
         signal.set_wakeup_fd(previous_fd)
 
 
-def run(socket_path: str, sensors: list[Sensor]) -> int:
-    """Serve `sensors` to one VMM at a time on `socket_path` until SIGTERM/SIGINT.
+def run(sensors: list[Sensor], *, paths: Sequence[str] = (),
+        fds: Sequence[tuple[int, str]] = (), notifier: Notifier | None = None) -> int:
+    """Serve `sensors` on a socket created at each of `paths` and on each inherited
+    (fd, origin) of `fds`, until SIGTERM/SIGINT, or until the VMMs of inherited
+    connected sockets have left when nothing else is served.
 
-    Returns the exit status (0). Raises StartupError when the socket cannot be created.
+    Every socket serves one VMM at a time with SCMI state of its own (sensor
+    configurations, notification subscriptions); the host sensors are shared. When a
+    service manager listens (`notifier`, default from NOTIFY_SOCKET), READY=1 is sent
+    once every socket accepts VMMs, and STOPPING=1 when shutting down.
+    Returns the exit status (0). Raises StartupError when a socket cannot be used.
     """
+    count = len(paths) + len(fds)
+    if count == 0:
+        raise StartupError("no socket to serve")
     try:
-        device = ScmiDevice(build_dispatcher(sensors))
+        devices = [ScmiDevice(build_dispatcher(sensors)) for _ in range(count)]
     except ValueError as error:
         raise StartupError(f"cannot describe the sensors in SCMI terms: {error}") from error
+    if notifier is None:
+        notifier = Notifier()
     loop = EventLoop()
+    endpoints: list[Endpoint] = []
+
+    def endpoint_finished() -> None:
+        if all(endpoint.finished for endpoint in endpoints):
+            log.info("every VMM has left and no socket can take another: exiting")
+            loop.stop()
+
+    served: list[ServedSocket] = []
     try:
-        # Signals are routed before the socket exists: a SIGTERM from then on is a
-        # clean exit that removes the socket file.
+        # Signals are routed before the sockets exist: a SIGTERM from then on is a
+        # clean exit that removes the socket files.
         with signals_routed_to(loop):
-            listener, identity = open_listener(socket_path)
             try:
-                loop.add(Endpoint(listener, device, socket_path))
-                log.info("listening on %s with %d sensors", socket_path, len(sensors))
-                loop.run()
+                served = open_all(paths, fds)
+                for socket_, device in zip(served, devices, strict=True):
+                    endpoint = Endpoint(socket_.sock if socket_.listening else None, device,
+                                        socket_.name, on_finished=endpoint_finished,
+                                        connected=None if socket_.listening else socket_.sock)
+                    endpoints.append(endpoint)
+                    loop.add(endpoint)
+                names = ", ".join(socket_.name for socket_ in served)
+                log.info("serving %s with %d sensors", names, len(sensors))
+                ready = notifier.notify("READY=1", f"STATUS=serving {names}")
+                try:
+                    loop.run()
+                finally:
+                    if ready:
+                        notifier.notify("STOPPING=1")
             finally:
                 loop.close()
-                remove_socket(socket_path, identity)
+                for socket_ in served:
+                    socket_.sock.close()
+                    socket_.remove_file()
     finally:
         loop.close()
     return 0

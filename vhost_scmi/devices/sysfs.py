@@ -4,11 +4,17 @@
 An `Attribute` keeps its file open and re-reads it with os.pread, so a read costs
 one system call and no path lookup. A `Conversion` turns the text of a reading into
 an integer in the sensor's SCMI unit and exponent, exactly.
+
+The daemon has one thread, so no read may block: files are opened with O_NONBLOCK
+(a FIFO put in a device's place would otherwise block open() until a writer comes)
+and only regular files are accepted, as sysfs attributes are. An open attribute keeps
+its inode, so a file replaced later (by a FIFO or anything else) reads as removed.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
 
@@ -20,15 +26,27 @@ MAX_ATTRIBUTE = 256
 HEALTH_PERIOD = 1.0
 
 
+def open_regular(path: Path) -> int:
+    """Open `path` for reading without blocking; OSError unless it is a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class Attribute:
     """An open sysfs attribute file."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            self.fd = open_regular(path)
         except OSError as err:
-            raise DeviceSpecError(f"cannot open {path}: {err.strerror}") from err
+            raise DeviceSpecError(f"cannot open {path}: {err.strerror or err}") from err
 
     def read(self) -> bytes:
         """Return the attribute's current text; DeviceError when the device is gone."""
@@ -57,13 +75,22 @@ class Attribute:
 
 
 def read_text(path: Path) -> str | None:
-    """Return the stripped text of a small file, or None if it does not exist."""
+    """Return the stripped text of a small file, or None if it does not exist.
+
+    DeviceSpecError when it exists but is not a regular file or cannot be read.
+    """
     try:
-        return path.read_text(errors="replace").strip()
+        fd = open_regular(path)
     except FileNotFoundError:
         return None
     except OSError as err:
+        raise DeviceSpecError(f"cannot read {path}: {err.strerror or err}") from err
+    try:
+        return os.pread(fd, MAX_ATTRIBUTE, 0).decode(errors="replace").strip()
+    except OSError as err:
         raise DeviceSpecError(f"cannot read {path}: {err.strerror}") from err
+    finally:
+        os.close(fd)
 
 
 def parse_decimal(text: bytes | str, where: object) -> Decimal:

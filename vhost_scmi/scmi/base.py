@@ -128,6 +128,7 @@ class BaseProtocol(Protocol):
         else:
             self._flush_error_event()
             self._error_headers.append(header)
+        self.platform.deadline_changed()  # a BASE_ERROR_EVENT is now due
 
     def next_deadline(self) -> float | None:
         return 0.0 if self._error_headers or self._error_events else None

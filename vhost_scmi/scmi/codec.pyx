@@ -7,6 +7,7 @@ Header layout (32-bit little endian): bits 7:0 message id, 9:8 message type,
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.string cimport memcpy
 
 cdef enum:
     MESSAGE_ID_MASK = 0xFF
@@ -99,6 +100,18 @@ cpdef bytes pack_readings(unsigned int w0, unsigned int w1, unsigned int w2, int
     return _pack(w0, w1, w2, words, values, timestamp)
 
 
+def u32_at(object data, Py_ssize_t offset) -> int:
+    """Return the little-endian u32 at `offset` of `data` (bytes or any buffer) without
+    the tuple `struct.unpack_from` builds; IndexError when the 4 bytes are not all there."""
+    cdef const unsigned char* p
+    if offset < 0 or offset > len(data) - 4:
+        raise IndexError(f"no u32 at offset {offset} of {len(data)} bytes")
+    if type(data) is not bytes:
+        return int.from_bytes(bytes(data[offset:offset + 4]), "little")
+    p = <const unsigned char*>PyBytes_AS_STRING(data) + offset
+    return p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
+
+
 # Routing a request to its handler is the other per-request cost every message pays;
 # doing it here keeps a READING_GET round trip to one Python call, the handler's.
 
@@ -120,6 +133,17 @@ cdef bytes _status_response(uint32_t header, int status):
 cpdef bytes status_response(unsigned int header, int status):
     """Return a response of `header` and `status` with no payload."""
     return _status_response(header, status)
+
+
+def ok_response(unsigned int header, bytes payload not None) -> bytes:
+    """Return a SUCCESS response to `header` carrying `payload` (one allocation)."""
+    cdef Py_ssize_t length = len(payload)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, RESPONSE_MINIMUM + length)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
+    _put_u32(p, header)
+    _put_u32(p + 4, 0)
+    memcpy(p + RESPONSE_MINIMUM, PyBytes_AS_STRING(payload), length)
+    return out
 
 
 cpdef bytes route(dict routes, object request, Py_ssize_t max_response, object error_type,

@@ -45,6 +45,16 @@ class Dispatcher:
                 self._routes[key] = (4 + message.request_length, message.handler)
         base = self.protocols.get(BaseProtocol.protocol_id)
         self._base = base if isinstance(base, BaseProtocol) else None
+        # The event loop asks for the next deadline after every wake-up; asking each
+        # protocol costs more than most requests, so the answer is kept until a
+        # protocol schedules something (Platform.deadline_changed), events are taken,
+        # or the agent is reset. A deadline kept too early costs one empty wake-up;
+        # one kept too late would delay events: every change that can bring a
+        # deadline forward must invalidate it.
+        self._deadline: float | None = None
+        self._deadline_known = False
+        for protocol in protocols:
+            protocol.platform.deadline_changed = self._deadline_changed
 
     def handle(self, request: bytes, max_response: int) -> bytes:
         """Return the complete response to `request` (header, int32 status, payload).
@@ -84,6 +94,15 @@ class Dispatcher:
 
         A time in the past means "now".
         """
+        if not self._deadline_known:
+            self._deadline = self._earliest_deadline()
+            self._deadline_known = True
+        return self._deadline
+
+    def _deadline_changed(self) -> None:
+        self._deadline_known = False
+
+    def _earliest_deadline(self) -> float | None:
         deadline = None
         try:
             for protocol in self.protocols.values():
@@ -100,6 +119,7 @@ class Dispatcher:
         Each is a complete event-queue message: a notification is header and payload,
         a delayed response header, status and payload.
         """
+        self._deadline_known = False  # taking events moves deadlines on
         events: list[bytes] = []
         for protocol in self.protocols.values():
             try:
@@ -110,6 +130,7 @@ class Dispatcher:
 
     def reset(self) -> None:
         """Forget the agent: subscriptions, sensor configurations, pending events."""
+        self._deadline_known = False
         for protocol in self.protocols.values():
             try:
                 protocol.reset()

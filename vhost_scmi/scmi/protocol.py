@@ -56,6 +56,9 @@ class Platform:
     protocol_ids: list[int] = field(default_factory=list)
     #: Forget every agent configuration (RESET_AGENT_CONFIGURATION); set by the dispatcher.
     reset_agent: Callable[[], None] = lambda: None
+    #: A protocol's next_deadline() may have moved earlier (it scheduled an event, a
+    #: delayed response or periodic work); set by the dispatcher, which caches deadlines.
+    deadline_changed: Callable[[], None] = lambda: None
 
 
 def ok(header: int, payload: bytes = b"") -> bytes:
@@ -134,7 +137,11 @@ class Protocol:
         """Forget the agent's configuration: subscriptions, settings, pending work."""
 
     def next_deadline(self) -> float | None:
-        """Return when take_events() has something to deliver (time.monotonic())."""
+        """Return when take_events() has something to deliver (time.monotonic()).
+
+        The dispatcher keeps the answer until `platform.deadline_changed()` is called:
+        call it whenever the answer may move earlier.
+        """
         return None
 
     def take_events(self, now: float) -> list[bytes]:

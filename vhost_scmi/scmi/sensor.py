@@ -41,7 +41,13 @@ from vhost_scmi.devices.sensor import (
     Sensor,
     Unit,
 )
-from vhost_scmi.scmi.codec import pack_header, pack_reading_response, pack_readings
+from vhost_scmi.scmi.codec import (
+    ok_response,
+    pack_header,
+    pack_reading_response,
+    pack_readings,
+    u32_at,
+)
 from vhost_scmi.scmi.protocol import (
     HEADER_STATUS,
     MAX_PAYLOAD,
@@ -350,6 +356,9 @@ class SensorProtocol(Protocol):
             raise ValueError("more than 65535 sensors")
         self._count = len(self._states)
         self._descriptors = [state.descriptor for state in self._states]
+        #: DESCRIPTION_GET payloads for a full-size buffer (what Linux always offers),
+        #: by first descriptor, built on first use: descriptors never change.
+        self._full_description_pages: dict[int, bytes] = {}
         #: Sensors with periodic work (notifications, trip monitoring), by id.
         self._periodic: dict[int, _SensorState] = {}
         #: Asynchronous reads waiting for their delayed response: (header, sensor).
@@ -485,6 +494,7 @@ class SensorProtocol(Protocol):
             description = is_above << SensorBits.TRIP_DIRECTION_UP | trip_id
             self._events.append(
                 U32.pack(self._trip_header) + U32X2.pack(0, state.id) + U32.pack(description))
+            self.platform.deadline_changed()
 
     def _reschedule(self, state: _SensorState) -> None:
         state.watch_trips = state.trip_notify and any(state.trip_points)
@@ -497,6 +507,7 @@ class SensorProtocol(Protocol):
         else:
             state.next_due = None
             self._periodic.pop(state.id, None)
+        self.platform.deadline_changed()
 
     def _state(self, request: bytes) -> _SensorState:
         (sensor_id,) = U32.unpack_from(request, 4)
@@ -508,7 +519,7 @@ class SensorProtocol(Protocol):
 
     def _reading_get(self, header: int, request: bytes, room: int) -> bytes:
         # The hot path: kept flat, the common case first.
-        sensor_id, flags = U32X2.unpack_from(request, 4)
+        sensor_id, flags = u32_at(request, 4), u32_at(request, 8)
         if sensor_id >= self._count:
             raise ScmiError(Status.NOT_FOUND, f"no sensor {sensor_id}")
         state = self._states[sensor_id]
@@ -537,19 +548,28 @@ class SensorProtocol(Protocol):
         if len(self._pending_reads) >= MAX_PENDING_READS:
             raise ScmiError(Status.BUSY, "too many asynchronous reads pending")
         self._pending_reads.append((header, state))
+        self.platform.deadline_changed()
         return status_only(header, Status.SUCCESS)
 
     def _description_get(self, header: int, request: bytes, room: int) -> bytes:
-        (first,) = U32.unpack_from(request, 4)
+        first = u32_at(request, 4)
         if first >= self._count and not (first == 0 and self._count == 0):
             raise ScmiError(Status.INVALID_PARAMETERS, f"no sensor {first}")
+        if room < MAX_PAYLOAD:
+            return ok_response(header, self._description_page(first, room))
+        page = self._full_description_pages.get(first)
+        if page is None:
+            page = self._full_description_pages[first] = self._description_page(
+                first, MAX_PAYLOAD)
+        return ok_response(header, page)
+
+    def _description_page(self, first: int, room: int) -> bytes:
         # u16 returned, u16 remaining, then descriptors.
-        chosen = _page(self._descriptors, first, min(room, MAX_PAYLOAD) - 4)
+        chosen = _page(self._descriptors, first, room - 4)
         if not chosen and first < self._count:
             raise ScmiError(Status.COMMS_ERROR, "no descriptor fits the response buffer")
         remaining = self._count - first - len(chosen)
-        return ok(header, (len(chosen) | remaining << 16).to_bytes(4, "little")
-                  + b"".join(chosen))
+        return (len(chosen) | remaining << 16).to_bytes(4, "little") + b"".join(chosen)
 
     def _axis_description_get(self, header: int, request: bytes, room: int) -> bytes:
         state = self._state(request)

@@ -403,14 +403,20 @@ class DriverQueue:
 class VhostUserFrontend:
     """The VMM end of a vhost-user socket."""
 
-    def __init__(self, socket_path: str, *, timeout: float = 5.0) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    def __init__(self, socket_path: str | socket.socket, *, timeout: float = 5.0) -> None:
+        """Connect to the back-end's socket at `socket_path`, or speak over an already
+        connected socket (e.g. one end of a socketpair), which the front-end then owns."""
+        if isinstance(socket_path, socket.socket):
+            self.sock = socket_path
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(socket_path)
-        except OSError:
-            self.sock.close()
-            raise
+        if not isinstance(socket_path, socket.socket):
+            try:
+                self.sock.connect(socket_path)
+            except OSError:
+                self.sock.close()
+                raise
         self.protocol_features = 0
         self.features = 0
         self.queues: list[DriverQueue] = []

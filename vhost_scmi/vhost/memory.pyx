@@ -7,15 +7,124 @@ fd and translate guest-physical addresses (descriptors) and VMM-virtual addresse
 (ring locations from SET_VRING_ADDR) into pointers. A translation succeeds only
 when the whole [address, address + length) range lies inside one region: a
 buffer crossing a region's end is refused, never turned into one host slice.
+
+A VMM may shrink a region's file (ftruncate of an unsealed memfd) after we mapped it;
+touching a page past the new end raises SIGBUS. A process-wide SIGBUS handler contains
+that: when the faulting address lies in a mapped guest region, the pages from the fault
+to the end of that mapping are replaced by anonymous zero pages, the region is marked
+poisoned and the memory's fault count goes up; the access then completes on the
+stand-in page. The queue engine turns a fault seen during a batch (or a poisoned
+memory) into a broken queue. This costs nothing on the hot path (no setjmp per access),
+and every access, including a future fast path's, is covered. Any other SIGBUS goes to
+the handler installed before ours (or the default action).
 """
 
 from libc.errno cimport errno
-from libc.stdint cimport uint8_t, uint64_t
+from libc.stdint cimport uint8_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, strerror
 from posix.mman cimport MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, mmap, munmap
 from posix.stat cimport S_ISREG, fstat, struct_stat
 
+cdef extern from *:
+    """
+    #include <signal.h>
+    #include <stddef.h>
+    #include <string.h>
+    #include <sys/mman.h>
+    #include <unistd.h>
+
+    /* Returns 1 when the fault at `addr` was in guest memory and has been contained. */
+    typedef int (*gm_contain_fn)(void *addr);
+    static gm_contain_fn gm_contain = NULL;
+    static struct sigaction gm_previous;
+
+    static void gm_sigbus(int signum, siginfo_t *info, void *context)
+    {
+        /* si_code > 0: the kernel's, for a real access; kill() and raise() give <= 0. */
+        int real = info != NULL && info->si_code > 0;
+        if (real && gm_contain != NULL && gm_contain(info->si_addr))
+            return;  /* the access is retried on the stand-in page */
+        if (gm_previous.sa_handler != SIG_DFL && gm_previous.sa_handler != SIG_IGN) {
+            if (gm_previous.sa_flags & SA_SIGINFO)
+                gm_previous.sa_sigaction(signum, info, context);
+            else
+                gm_previous.sa_handler(signum);
+            return;
+        }
+        /* The default action, as if we had never been installed: a real fault
+           happens again when the access is retried, and is fatal then. */
+        signal(SIGBUS, SIG_DFL);
+        if (!real)
+            raise(SIGBUS);
+    }
+
+    /* (Re)install the handler unless it is in place; 0, or -1 with errno. */
+    static int gm_install(gm_contain_fn contain)
+    {
+        struct sigaction current, action;
+        gm_contain = contain;
+        if (sigaction(SIGBUS, NULL, &current) != 0)
+            return -1;
+        if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == gm_sigbus)
+            return 0;
+        memset(&action, 0, sizeof action);
+        action.sa_sigaction = gm_sigbus;
+        action.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+        sigemptyset(&action.sa_mask);
+        if (sigaction(SIGBUS, &action, &gm_previous) != 0)
+            return -1;
+        return 0;
+    }
+
+    /* Replace [start, end) by private anonymous zero pages (async-signal-safe: one syscall). */
+    static int gm_stand_in(void *start, size_t length)
+    {
+        void *p = mmap(start, length, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        return p == MAP_FAILED ? -1 : 0;
+    }
+    """
+    ctypedef int (*gm_contain_fn)(void *addr) noexcept nogil
+    int gm_install(gm_contain_fn contain) noexcept nogil
+    int gm_stand_in(void *start, size_t length) noexcept nogil
+    long sysconf(int name) noexcept nogil
+    int _SC_PAGESIZE
+
 cdef uint64_t U64_MAX = 0xFFFFFFFFFFFFFFFF
+
+# Every live GuestMemory, for the SIGBUS handler. Changed only with the GIL held, and
+# guest memory is only touched with the GIL held, so the handler never sees it half-linked.
+cdef FaultNode *_fault_nodes = NULL
+cdef uintptr_t _page_mask = ~<uintptr_t>(sysconf(_SC_PAGESIZE) - 1)
+
+
+cdef int _contain_fault(void *address) noexcept nogil:
+    """SIGBUS inside a mapped guest region: stand-in pages from the fault on; 1 if handled."""
+    cdef uintptr_t at = <uintptr_t>address
+    cdef uintptr_t base, page
+    cdef FaultNode *node = _fault_nodes
+    cdef Region *region
+    cdef int i
+    while node != NULL:
+        for i in range(node.count[0]):
+            region = &node.regions[i]
+            base = <uintptr_t>region.map_base
+            if base <= at < base + region.map_length:
+                page = at & _page_mask
+                if gm_stand_in(<void *>page, base + region.map_length - page) != 0:
+                    return 0
+                region.poisoned = True
+                node.poisoned[0] = True
+                node.faults[0] += 1
+                return 1
+        node = node.next
+    return 0
+
+
+cdef void _install_fault_handler() except *:
+    if gm_install(_contain_fault) != 0:
+        raise OSError(errno, f"cannot install the SIGBUS handler: {strerror(errno).decode()}")
+
 
 #: Most regions mapped at once (the answer to GET_MAX_MEM_SLOTS).
 MAX_MEMORY_REGIONS = MAX_REGIONS
@@ -43,15 +152,34 @@ cdef class GuestMemory:
     """The set of mapped guest memory regions of one VMM connection."""
 
     def __cinit__(self):
+        global _fault_nodes
         self.count = 0
         self.last_hit = 0
         self.generation = 0
+        self.faults = 0
+        self.poisoned = False
+        self.node.regions = self.regions
+        self.node.count = &self.count
+        self.node.faults = &self.faults
+        self.node.poisoned = &self.poisoned
+        self.node.prev = NULL
+        self.node.next = _fault_nodes
+        if _fault_nodes != NULL:
+            _fault_nodes.prev = &self.node
+        _fault_nodes = &self.node
 
     def __dealloc__(self):
+        global _fault_nodes
         cdef int i
         for i in range(self.count):
             munmap(self.regions[i].map_base, self.regions[i].map_length)
         self.count = 0
+        if self.node.prev != NULL:
+            self.node.prev.next = self.node.next
+        else:
+            _fault_nodes = self.node.next
+        if self.node.next != NULL:
+            self.node.next.prev = self.node.prev
 
     # --- hot path (C) -----------------------------------------------------------------
 
@@ -80,7 +208,18 @@ cdef class GuestMemory:
                 return region.host + (uaddr - region.uaddr)
         return NULL
 
+    cdef unsigned long fault_count(self) noexcept nogil:
+        """SIGBUS faults contained so far (a call, so that callers read it afresh)."""
+        return self.faults
+
     # --- region management ---------------------------------------------------------------
+
+    cdef void _update_poisoned(self) noexcept:
+        cdef int i
+        self.poisoned = False
+        for i in range(self.count):
+            if self.regions[i].poisoned:
+                self.poisoned = True
 
     cdef _check_region(self, uint64_t gpa, uint64_t size, uint64_t uaddr, uint64_t mmap_offset,
                        int ignore_from, int ignore_to):
@@ -118,6 +257,8 @@ cdef class GuestMemory:
             raise GuestMemoryError(
                 f"region fd {fd} holds {st.st_size} bytes, fewer than offset+size "
                 f"{mmap_offset + size}")
+        # Installed again before each mapping, in case someone (faulthandler) replaced it.
+        _install_fault_handler()
         cdef size_t length = <size_t>(mmap_offset + size)
         cdef void *base = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         if base == MAP_FAILED:
@@ -130,6 +271,7 @@ cdef class GuestMemory:
         region.map_base = base
         region.map_length = length
         region.host = <uint8_t *>base + mmap_offset
+        region.poisoned = False
 
     def add_region(self, int fd, uint64_t gpa, uint64_t size, uint64_t uaddr,
                    uint64_t mmap_offset) -> None:
@@ -156,6 +298,7 @@ cdef class GuestMemory:
                 self.regions[i] = self.regions[self.count]
                 self.last_hit = 0
                 self.generation += 1
+                self._update_poisoned()
                 return
         raise GuestMemoryError(f"no region gpa={gpa:#x} size={size:#x} uaddr={uaddr:#x}")
 
@@ -194,6 +337,7 @@ cdef class GuestMemory:
         self.count = n
         self.last_hit = 0
         self.generation += 1
+        self._update_poisoned()
 
     def clear(self) -> None:
         """Unmap every region."""
@@ -203,6 +347,7 @@ cdef class GuestMemory:
         self.count = 0
         self.last_hit = 0
         self.generation += 1
+        self.poisoned = False
 
     # --- checked access from Python (tests, slow paths) ------------------------------------
 

@@ -97,6 +97,7 @@ cdef enum ChainError:
     E_CHAIN_BYTES
     E_AVAIL_INDEX
     E_RING_ADDRESS
+    E_MEMORY_FAULT
 
 ERROR_TEXT = (
     "no error",
@@ -113,6 +114,7 @@ ERROR_TEXT = (
     "descriptor chain longer than 4 GiB",
     "avail index moved by more than the queue size",
     "ring is not inside one guest memory region",
+    "guest memory fault (the VMM shrank a region's file)",
 )
 
 
@@ -349,6 +351,10 @@ cdef class SplitQueue:
         if not self._map():
             self._break(E_RING_ADDRESS)
             return False
+        if self.memory.poisoned:
+            # Stand-in pages since a SIGBUS (see memory.pyx): nothing there is the guest's.
+            self._break(E_MEMORY_FAULT)
+            return False
         return True
 
     cdef void _break(self, int code):
@@ -495,6 +501,7 @@ cdef class SplitQueue:
         """
         if not self._runnable():
             return 0
+        cdef unsigned long faults = self.memory.fault_count()
         cdef int served = 0
         cdef int pending
         cdef int code
@@ -564,6 +571,8 @@ cdef class SplitQueue:
             self._publish_used()
             self.served += served
             self._signal_used()
+        if self.memory.fault_count() != faults:
+            code = E_MEMORY_FAULT
         if code != OK:
             self._break(code)
         return served
@@ -572,7 +581,11 @@ cdef class SplitQueue:
         """Whether the driver has made a buffer available (for push)."""
         if not self._runnable():
             return False
+        cdef unsigned long faults = self.memory.fault_count()
         cdef int pending = self._available()
+        if self.memory.fault_count() != faults:
+            self._break(E_MEMORY_FAULT)
+            return False
         if pending < 0:
             self._break(E_AVAIL_INDEX)
             return False
@@ -587,11 +600,15 @@ cdef class SplitQueue:
         """
         if not self._runnable():
             return False
+        cdef unsigned long faults = self.memory.fault_count()
         cdef int pending = self._available()
         if pending == 0 and self.event_idx:
             self._set_avail_event()
             vq_full_fence()
             pending = self._available()
+        if self.memory.fault_count() != faults:
+            self._break(E_MEMORY_FAULT)
+            return False
         if pending < 0:
             self._break(E_AVAIL_INDEX)
             return False
@@ -599,8 +616,8 @@ cdef class SplitQueue:
             return False
         cdef uint16_t head = vq_load_relaxed16(&self.avail[2 + (self.next_avail & (self.size - 1))])
         cdef int code = self._walk(head)
-        if code != OK:
-            self._break(code)
+        if code != OK or self.memory.fault_count() != faults:
+            self._break(code if code != OK else E_MEMORY_FAULT)
             return False
         self.next_avail += 1
         cdef uint32_t written = self._scatter(<const uint8_t *>PyBytes_AS_STRING(data),
@@ -610,4 +627,6 @@ cdef class SplitQueue:
         self._publish_used()
         self.served += 1
         self._signal_used()
+        if self.memory.fault_count() != faults:
+            self._break(E_MEMORY_FAULT)
         return True
