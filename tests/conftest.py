@@ -147,10 +147,11 @@ def start_daemon(short_tmp: Path) -> Iterator[Callable[..., Daemon]]:
     script = shutil.which("vhost-device-scmi")
     assert script, "the vhost-device-scmi console script is not installed"
 
-    def start(*args: str, socket_path: Path | None = None, wait: bool = True) -> Daemon:
+    def start(*args: str, socket_path: Path | None = None, wait: bool = True,
+              **popen_kwargs) -> Daemon:
         path = socket_path or short_tmp / f"scmi{len(started)}.sock"
         daemon = Daemon([script, "-s", str(path), *args], path,
-                        short_tmp / f"daemon{len(started)}.log")
+                        short_tmp / f"daemon{len(started)}.log", **popen_kwargs)
         started.append(daemon)
         if wait:
             daemon.wait_accepting()

@@ -328,3 +328,31 @@ def test_qemu_style_reconnect_without_negotiation(daemon: Daemon) -> None:
             assert status_of(queues[0].transact(command(BASE, 0))) == 0
     finally:
         ram.close()
+
+
+@pytest.mark.parametrize(
+    ("rust_log", "option", "debug_logged", "info_logged"),
+    [
+        (None, [], False, True),
+        ("debug", [], True, True),
+        ("vhost_scmi=debug", [], True, True),
+        ("warn", [], False, False),
+        ("debug", ["--log-level", "warn"], False, False),
+        ("error", ["--log-level", "debug"], True, True),
+    ],
+)
+def test_log_level_follows_rust_log_unless_the_option_says(
+    start_daemon, rust_log: str | None, option: list[str], debug_logged: bool,
+    info_logged: bool,
+) -> None:
+    env = {name: value for name, value in os.environ.items() if name != "RUST_LOG"}
+    if rust_log is not None:
+        env["RUST_LOG"] = rust_log
+    daemon = start_daemon("-d", "fake", *option, env=env)
+    with daemon.session():  # a handshake logs each vhost-user request at debug level
+        pass
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit() == 0
+    log = daemon.log()
+    assert (" DEBUG " in log) is debug_logged, log
+    assert ("serving " in log) is info_logged, log
