@@ -48,8 +48,22 @@ class Reading:
     timestamp: int
 
 
+class _UnitAttributes:
+    """Unit and exponent, as sensor and axis descriptors both encode them."""
+
+    attributes_high: int
+
+    @property
+    def unit(self) -> int:
+        return self.attributes_high & 0xFF
+
+    @property
+    def exponent(self) -> int:
+        return sign_extend(self.attributes_high >> SensorBits.UNIT_EXPONENT, 5)
+
+
 @dataclass(frozen=True)
-class SensorDescription:
+class SensorDescription(_UnitAttributes):
     """A sensor descriptor from SENSOR_DESCRIPTION_GET."""
 
     id: int
@@ -59,14 +73,6 @@ class SensorDescription:
     #: Power (microwatts) and resolution/range, when the descriptor has extended attributes.
     power: int | None
     extended: ExtendedAttributes | None
-
-    @property
-    def unit(self) -> int:
-        return self.attributes_high & 0xFF
-
-    @property
-    def exponent(self) -> int:
-        return sign_extend(self.attributes_high >> SensorBits.UNIT_EXPONENT, 5)
 
     @property
     def axis_count(self) -> int:
@@ -100,7 +106,7 @@ class SensorDescription:
 
 
 @dataclass(frozen=True)
-class AxisDescription:
+class AxisDescription(_UnitAttributes):
     """An axis descriptor from SENSOR_AXIS_DESCRIPTION_GET."""
 
     id: int
@@ -108,14 +114,6 @@ class AxisDescription:
     attributes_low: int
     attributes_high: int
     extended: ExtendedAttributes | None
-
-    @property
-    def unit(self) -> int:
-        return self.attributes_high & 0xFF
-
-    @property
-    def exponent(self) -> int:
-        return sign_extend(self.attributes_high >> SensorBits.UNIT_EXPONENT, 5)
 
     @property
     def extended_name(self) -> bool:
