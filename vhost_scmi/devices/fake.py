@@ -41,8 +41,8 @@ class FakeAccelerometer(Sensor):
         return (value, value + AXIS_STEP, value + 2 * AXIS_STEP)
 
 
-def _create(props: Mapping[str, str], spec: str) -> list[Sensor]:
-    return [FakeAccelerometer(check_name(props.get("name", DEFAULT_NAME), spec))]
+def _create(props: Mapping[str, str]) -> list[Sensor]:
+    return [FakeAccelerometer(check_name(props.get("name", DEFAULT_NAME)))]
 
 
 KIND = DeviceKind(

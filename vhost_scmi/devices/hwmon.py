@@ -134,14 +134,11 @@ def create_hwmon_sensors(path: str, channel: str | None = None,
     return sensors
 
 
-def _create(props: Mapping[str, str], spec: str) -> list[Sensor]:
+def _create(props: Mapping[str, str]) -> list[Sensor]:
     name = props.get("name")
     if name is not None:
-        check_name(name, spec)
-    try:
-        return list(create_hwmon_sensors(props["path"], props.get("channel"), name))
-    except DeviceSpecError as err:
-        raise DeviceSpecError(f"device spec '{spec}': {err}") from err
+        check_name(name)
+    return list(create_hwmon_sensors(props["path"], props.get("channel"), name))
 
 
 KIND = DeviceKind(

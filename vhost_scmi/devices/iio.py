@@ -258,14 +258,11 @@ def create_iio_sensor(path: str, channel: str, name: str | None = None) -> IioSe
     return IioSensor(name, values, unit, channel, vector=bool(axes))
 
 
-def _create(props: Mapping[str, str], spec: str) -> list[Sensor]:
+def _create(props: Mapping[str, str]) -> list[Sensor]:
     name = props.get("name")
     if name is not None:
-        check_name(name, spec)
-    try:
-        return [create_iio_sensor(props["path"], props["channel"], name)]
-    except DeviceSpecError as err:
-        raise DeviceSpecError(f"device spec '{spec}': {err}") from err
+        check_name(name)
+    return [create_iio_sensor(props["path"], props["channel"], name)]
 
 
 KIND = DeviceKind(

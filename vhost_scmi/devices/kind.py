@@ -27,6 +27,6 @@ class DeviceKind:
     description: str
     properties: tuple[Property, ...]
     example: str
-    #: Build the sensors from validated properties; `spec` is for error messages.
-    #: Raises DeviceSpecError when the host device is unusable.
-    create: Callable[[Mapping[str, str], str], list[Sensor]]
+    #: Build the sensors from validated properties. Raises DeviceSpecError saying what is
+    #: wrong when the host device is unusable; the caller names the spec.
+    create: Callable[[Mapping[str, str]], list[Sensor]]

@@ -184,12 +184,10 @@ class Sensor(abc.ABC):
         """Release host resources held by the sensor (open files)."""
 
 
-def check_name(name: str, spec: str) -> str:
+def check_name(name: str) -> str:
     """Return `name` if it fits an SCMI name field, else raise DeviceSpecError."""
     if len(name.encode()) > MAX_NAME_LENGTH:
-        raise DeviceSpecError(
-            f"device spec '{spec}': name '{name}' is longer than {MAX_NAME_LENGTH} bytes"
-        )
+        raise DeviceSpecError(f"name '{name}' is longer than {MAX_NAME_LENGTH} bytes")
     return name
 
 

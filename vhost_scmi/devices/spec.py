@@ -48,7 +48,10 @@ def create_sensors(specs: Iterable[str]) -> list[Sensor]:
     try:
         for spec in specs:
             kind_id, props = parse_spec(spec)
-            sensors.extend(DEVICE_KINDS[kind_id].create(props, spec))
+            try:
+                sensors.extend(DEVICE_KINDS[kind_id].create(props))
+            except DeviceSpecError as err:
+                raise DeviceSpecError(f"device spec '{spec}': {err}") from err
     except BaseException:
         for sensor in sensors:
             sensor.close()
