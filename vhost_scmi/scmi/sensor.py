@@ -627,23 +627,26 @@ class SensorProtocol(Protocol):
         self._reschedule(state)
         return status_only(header, Status.SUCCESS)
 
+    @staticmethod
+    def _notify_enable(request: bytes) -> bool:
+        """The enable bit of a notify request (sensor id, then a u32 with only bit 0 defined)."""
+        (control,) = U32.unpack_from(request, 8)
+        if control & ~1:
+            raise ScmiError(Status.INVALID_PARAMETERS, "reserved bits set")
+        return bool(control)
+
     def _continuous_update_notify(self, header: int, request: bytes, room: int) -> bytes:
         state = self._state(request)
-        (notify_enable,) = U32.unpack_from(request, 8)
-        if notify_enable & ~1:
-            raise ScmiError(Status.INVALID_PARAMETERS, "reserved bits set")
-        if notify_enable and not state.can_notify:
+        enable = self._notify_enable(request)
+        if enable and not state.can_notify:
             raise ScmiError(Status.NOT_SUPPORTED, "reading too large for a notification")
-        state.update_notify = bool(notify_enable)
+        state.update_notify = enable
         self._reschedule(state)
         return status_only(header, Status.SUCCESS)
 
     def _trip_point_notify(self, header: int, request: bytes, room: int) -> bytes:
         state = self._state(request)
-        (event_control,) = U32.unpack_from(request, 8)
-        if event_control & ~1:
-            raise ScmiError(Status.INVALID_PARAMETERS, "reserved bits set")
-        state.trip_notify = bool(event_control)
+        state.trip_notify = self._notify_enable(request)
         self._reschedule(state)
         return status_only(header, Status.SUCCESS)
 
