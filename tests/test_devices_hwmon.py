@@ -13,7 +13,7 @@ from scmi_helpers import LINUX_RESPONSE, SENSOR, command, response
 from vhost_scmi.devices import sysfs
 from vhost_scmi.devices.hwmon import create_hwmon_sensors
 from vhost_scmi.devices.sensor import DeviceError, DeviceSpecError, Unit
-from vhost_scmi.devices.spec import create_sensors
+from vhost_scmi.devices.spec import create_resources
 from vhost_scmi.scmi.client import Reading, ScmiClient
 from vhost_scmi.scmi.dispatcher import build_dispatcher
 from vhost_scmi.scmi.status import Status
@@ -148,7 +148,7 @@ def test_errors_at_start_up(tmp_path: Path, files: dict[str, str], path: str,
 
 def test_guest_view_for_scmi_hwmon(tmp_path: Path) -> None:
     directory = tree(tmp_path, BOARD)
-    sensors = create_sensors([f"hwmon,path={directory}", f"hwmon,path={directory},"
+    sensors = create_resources([f"hwmon,path={directory}", f"hwmon,path={directory},"
                               "channel=temp2,name=ambient"])
     dispatcher = build_dispatcher(sensors)
     client = ScmiClient(lambda request: dispatcher.handle(request, LINUX_RESPONSE))
@@ -169,6 +169,6 @@ def test_guest_view_for_scmi_hwmon(tmp_path: Path) -> None:
 def test_device_spec_errors_name_the_spec(tmp_path: Path) -> None:
     spec = f"hwmon,path={tmp_path / 'nope'}"
     with pytest.raises(DeviceSpecError, match=f"device spec '{spec}'.*not a directory"):
-        create_sensors([spec])
+        create_resources([spec])
     with pytest.raises(DeviceSpecError, match="unknown property 'label'"):
-        create_sensors([f"hwmon,path={tmp_path},label=x"])
+        create_resources([f"hwmon,path={tmp_path},label=x"])

@@ -13,7 +13,7 @@ from scmi_helpers import LINUX_RESPONSE, SENSOR, command, response
 from vhost_scmi.devices import iio
 from vhost_scmi.devices.iio import create_iio_sensor
 from vhost_scmi.devices.sensor import DeviceError, DeviceSpecError, Unit
-from vhost_scmi.devices.spec import create_sensors
+from vhost_scmi.devices.spec import create_resources
 from vhost_scmi.scmi.client import Reading, ScmiClient
 from vhost_scmi.scmi.dispatcher import build_dispatcher
 from vhost_scmi.scmi.status import Status
@@ -200,7 +200,7 @@ def test_errors_at_start_up(tmp_path: Path, files: dict[str, str], path: str, ch
 
 def test_device_spec_and_guest_view(tmp_path: Path) -> None:
     directory = tree(tmp_path, ACCEL)
-    (sensor,) = create_sensors([f"iio,path={directory},channel=in_accel,name=phone"])
+    (sensor,) = create_resources([f"iio,path={directory},channel=in_accel,name=phone"])
     dispatcher = build_dispatcher([sensor])
     client = ScmiClient(lambda request: dispatcher.handle(request, LINUX_RESPONSE))
     (description,) = client.sensor_descriptions()
@@ -215,8 +215,8 @@ def test_device_spec_and_guest_view(tmp_path: Path) -> None:
 def test_device_spec_errors_name_the_spec(tmp_path: Path) -> None:
     spec = f"iio,path={tmp_path / 'nope'},channel=in_accel"
     with pytest.raises(DeviceSpecError, match=f"device spec '{spec}'.*not a directory"):
-        create_sensors([spec])
+        create_resources([spec])
     with pytest.raises(DeviceSpecError, match="missing required property channel"):
-        create_sensors([f"iio,path={tmp_path}"])
+        create_resources([f"iio,path={tmp_path}"])
     with pytest.raises(DeviceSpecError, match="longer than 15 bytes"):
-        create_sensors([f"iio,path={tmp_path},channel=in_accel,name=abcdefghijklmnop"])
+        create_resources([f"iio,path={tmp_path},channel=in_accel,name=abcdefghijklmnop"])

@@ -103,7 +103,7 @@ def test_list_protocols_skip_past_the_end_is_invalid(dispatcher: Dispatcher, ski
 
 
 def many_protocols_dispatcher() -> Dispatcher:
-    platform = Platform(sensors=[])
+    platform = Platform()
     platform.protocol_ids[:] = [0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16]
     return Dispatcher([BaseProtocol(platform)])
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import struct
+from enum import IntEnum
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -125,6 +126,10 @@ def test_responses_fit_every_writable_size(dispatcher: Dispatcher) -> None:
                     assert len(answer) <= LINUX_RESPONSE
 
 
+class FaultyMessage(IntEnum):
+    BROKEN = 0x3
+
+
 class Faulty(Protocol):
     """A protocol whose handler has a bug."""
 
@@ -133,7 +138,7 @@ class Faulty(Protocol):
 
     def __init__(self, platform: Platform) -> None:
         super().__init__(platform)
-        self.add_messages(Message(0x3, "BROKEN", self._broken))
+        self.add_messages(Message(FaultyMessage.BROKEN, self._broken))
 
     def attributes(self) -> bytes:
         raise ZeroDivisionError("attributes")
@@ -152,7 +157,7 @@ class Faulty(Protocol):
 
 
 def test_internal_errors_are_contained() -> None:
-    dispatcher = Dispatcher([Faulty(Platform(sensors=[]))])
+    dispatcher = Dispatcher([Faulty(Platform())])
     assert dispatcher.handle(command(SENSOR, 0x1), LINUX_RESPONSE) == response(
         SENSOR, 0x1, Status.GENERIC_ERROR)
     # A handler answering more than offered: an error status instead.
@@ -164,9 +169,9 @@ def test_internal_errors_are_contained() -> None:
 
 
 def test_duplicate_message_ids_are_refused() -> None:
-    protocol = Faulty(Platform(sensors=[]))
+    protocol = Faulty(Platform())
     with pytest.raises(ValueError, match="defined twice"):
-        protocol.add_messages(Message(0x3, "AGAIN", protocol._broken))
+        protocol.add_messages(Message(FaultyMessage.BROKEN, protocol._broken))
 
 
 def test_sensor_exponents_out_of_range_are_refused_at_build() -> None:

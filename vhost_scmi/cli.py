@@ -22,7 +22,7 @@ from typing import NoReturn
 from vhost_scmi import __version__, backend_info, systemd
 from vhost_scmi.devices.registry import devices_help
 from vhost_scmi.devices.sensor import DeviceSpecError
-from vhost_scmi.devices.spec import create_sensors
+from vhost_scmi.devices.spec import create_resources
 from vhost_scmi.listener import socket_paths
 from vhost_scmi.logsetup import LEVELS, setup_logging
 
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     paths, fds = _socket_sources(parser, args)
     setup_logging(args.log_level)
     try:
-        sensors = create_sensors(args.device)
+        sensors = create_resources(args.device)
     except DeviceSpecError as error:
         parser.exit(2, f"{PROG}: error: {error}\n")
 

@@ -23,6 +23,8 @@ AXIS_STEP = 100
 class FakeAccelerometer(Sensor):
     """Three axes `acc_X`, `acc_Y`, `acc_Z` in m/s²."""
 
+    blocking = False  # in memory: called inline
+
     axes = tuple(
         Axis(f"acc_{axis}", Unit.METERS_PER_SECOND_SQUARED,
              extended=ExtendedAttributes(resolution=1, resolution_exponent=0,

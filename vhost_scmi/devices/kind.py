@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from vhost_scmi.devices.sensor import Sensor
+from vhost_scmi.devices.resource import Resource
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class DeviceKind:
     description: str
     properties: tuple[Property, ...]
     example: str
-    #: Build the sensors from validated properties. Raises DeviceSpecError saying what is
-    #: wrong when the host device is unusable; the caller names the spec.
-    create: Callable[[Mapping[str, str]], list[Sensor]]
+    #: Build the resources (sensors, domains...) from validated properties. Raises
+    #: DeviceSpecError saying what is wrong when the host device is unusable; the caller
+    #: names the spec.
+    create: Callable[[Mapping[str, str]], list[Resource]]

@@ -13,6 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
+# Re-exported: device kinds import the errors with the model.
+from vhost_scmi.devices.resource import DeviceError as DeviceError
+from vhost_scmi.devices.resource import DeviceSpecError as DeviceSpecError
+from vhost_scmi.devices.resource import Resource
+
 # Names travel in 16-byte NUL-terminated fields; a name the user gives must fit one.
 MAX_NAME_LENGTH = 15
 # Names a device reports itself (an IIO `name`, a hwmon label) may be longer: SCMI 3.1
@@ -127,14 +132,6 @@ class Unit(IntEnum):
     OEM = 0xFF
 
 
-class DeviceError(Exception):
-    """A host device could not be read (vanished, returned garbage, I/O error)."""
-
-
-class DeviceSpecError(Exception):
-    """A device spec from the command line is invalid; the message says why."""
-
-
 @dataclass(frozen=True)
 class ExtendedAttributes:
     """What SCMI calls a sensor's or axis's extended attributes.
@@ -160,11 +157,9 @@ class Axis:
     extended: ExtendedAttributes | None = None
 
 
-class Sensor(abc.ABC):
+class Sensor(Resource):
     """A readable host sensor."""
 
-    #: Name shown to the guest (at most MAX_EXTENDED_NAME_LENGTH bytes of UTF-8).
-    name: str
     #: Unit and decimal exponent of the values of a scalar sensor.
     unit: Unit = Unit.UNSPECIFIED
     exponent: int = 0
@@ -179,9 +174,6 @@ class Sensor(abc.ABC):
 
         Raises DeviceError when the host device cannot be read.
         """
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release host resources held by the sensor (open files)."""
 
 
 def check_name(name: str) -> str:

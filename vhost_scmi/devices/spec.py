@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
-"""Parsing of `ID,PROPERTY=VALUE,...` device specs into sensors."""
+"""Parsing of `ID,PROPERTY=VALUE,...` device specs into resources."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from vhost_scmi.devices.registry import DEVICE_KINDS
-from vhost_scmi.devices.sensor import DeviceSpecError, Sensor
+from vhost_scmi.devices.resource import DeviceSpecError, Resource
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
@@ -39,21 +39,21 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     return kind_id, props
 
 
-def create_sensors(specs: Iterable[str]) -> list[Sensor]:
-    """Create the sensors of every spec, in command-line order.
+def create_resources(specs: Iterable[str]) -> list[Resource]:
+    """Create the resources of every spec, in command-line order.
 
-    Raises DeviceSpecError for the first invalid spec; sensors already created are closed.
+    Raises DeviceSpecError for the first invalid spec; resources already created are closed.
     """
-    sensors: list[Sensor] = []
+    resources: list[Resource] = []
     try:
         for spec in specs:
             kind_id, props = parse_spec(spec)
             try:
-                sensors.extend(DEVICE_KINDS[kind_id].create(props))
+                resources.extend(DEVICE_KINDS[kind_id].create(props))
             except DeviceSpecError as err:
                 raise DeviceSpecError(f"device spec '{spec}': {err}") from err
     except BaseException:
-        for sensor in sensors:
-            sensor.close()
+        for resource in resources:
+            resource.close()
         raise
-    return sensors
+    return resources

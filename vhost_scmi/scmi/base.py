@@ -89,20 +89,15 @@ class BaseProtocol(Protocol):
     def __init__(self, platform: Platform) -> None:
         super().__init__(platform)
         self.add_messages(
-            Message(BaseMessage.DISCOVER_VENDOR, "DISCOVER_VENDOR", self._vendor),
-            Message(BaseMessage.DISCOVER_SUB_VENDOR, "DISCOVER_SUB_VENDOR", self._sub_vendor),
-            Message(BaseMessage.DISCOVER_IMPLEMENTATION_VERSION,
-                    "DISCOVER_IMPLEMENTATION_VERSION", self._implementation_version),
-            Message(BaseMessage.DISCOVER_LIST_PROTOCOLS, "DISCOVER_LIST_PROTOCOLS",
-                    self._list_protocols, 4),
-            Message(BaseMessage.DISCOVER_AGENT, "DISCOVER_AGENT", self._discover_agent, 4),
-            Message(BaseMessage.NOTIFY_ERRORS, "NOTIFY_ERRORS", self._notify_errors, 4),
-            Message(BaseMessage.SET_DEVICE_PERMISSIONS, "SET_DEVICE_PERMISSIONS",
-                    self._set_device_permissions, 12),
-            Message(BaseMessage.SET_PROTOCOL_PERMISSIONS, "SET_PROTOCOL_PERMISSIONS",
-                    self._set_protocol_permissions, 16),
-            Message(BaseMessage.RESET_AGENT_CONFIGURATION, "RESET_AGENT_CONFIGURATION",
-                    self._reset_agent_configuration, 8),
+            Message(BaseMessage.DISCOVER_VENDOR, self._vendor),
+            Message(BaseMessage.DISCOVER_SUB_VENDOR, self._sub_vendor),
+            Message(BaseMessage.DISCOVER_IMPLEMENTATION_VERSION, self._implementation_version),
+            Message(BaseMessage.DISCOVER_LIST_PROTOCOLS, self._list_protocols, 4),
+            Message(BaseMessage.DISCOVER_AGENT, self._discover_agent, 4),
+            Message(BaseMessage.NOTIFY_ERRORS, self._notify_errors, 4),
+            Message(BaseMessage.SET_DEVICE_PERMISSIONS, self._set_device_permissions, 12),
+            Message(BaseMessage.SET_PROTOCOL_PERMISSIONS, self._set_protocol_permissions, 16),
+            Message(BaseMessage.RESET_AGENT_CONFIGURATION, self._reset_agent_configuration, 8),
         )
         self._implementation = implementation_version()
         self._notify_errors_enabled = False

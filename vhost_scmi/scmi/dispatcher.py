@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from vhost_scmi.devices.sensor import Sensor
+from vhost_scmi.devices.resource import Resource
+from vhost_scmi.platform.host import run_inline
+from vhost_scmi.platform.view import AgentView
 from vhost_scmi.scmi.base import BaseProtocol
 from vhost_scmi.scmi.codec import route
 from vhost_scmi.scmi.protocol import (
     HEADER_STATUS,
     U32,
     Handler,
-    Platform,
     Protocol,
     warn_limited,
 )
@@ -29,6 +30,23 @@ log = logging.getLogger(__name__)
 
 # Header and status word.
 _RESPONSE_MINIMUM = 8
+
+
+#: code.co_flags of an `async def` function.
+_CO_COROUTINE = 0x80
+
+
+def _synchronous(handler: Handler) -> Handler:
+    """Return `handler`, or for a coroutine handler one that drives it to its end,
+    making its host calls in this thread."""
+    code = getattr(getattr(handler, "__func__", handler), "__code__", None)
+    if code is None or not code.co_flags & _CO_COROUTINE:
+        return handler
+
+    def drive(header: int, request: bytes, room: int) -> bytes:
+        return run_inline(handler(header, request, room))  # type: ignore[arg-type]
+
+    return drive
 
 
 class Dispatcher:
@@ -42,7 +60,8 @@ class Dispatcher:
         for protocol in protocols:
             for message in protocol.messages.values():
                 key = protocol.protocol_id << 10 | message.id
-                self._routes[key] = (4 + message.request_length, message.handler)
+                self._routes[key] = (4 + message.request_length,
+                                     _synchronous(message.handler))
         base = self.protocols.get(BaseProtocol.protocol_id)
         self._base = base if isinstance(base, BaseProtocol) else None
         # The event loop asks for the next deadline after every wake-up; asking each
@@ -138,13 +157,16 @@ class Dispatcher:
                 log.exception("internal error resetting an SCMI protocol")
 
 
-def build_dispatcher(sensors: Sequence[Sensor]) -> Dispatcher:
-    """Return a dispatcher implementing every registered protocol over `sensors`.
+def build_dispatcher(platform: AgentView | Sequence[Resource]) -> Dispatcher:
+    """Return a dispatcher implementing every registered protocol for one agent.
 
-    Sensor ids are indexes into `sensors`. Raises ValueError when a sensor cannot be
-    described in SCMI terms (an exponent or resolution out of range).
+    `platform` is the agent's view, or just the resources it sees (one agent, every
+    resource controllable). Ids are indexes into the agent's resources of each type.
+    Raises ValueError when a resource cannot be described in SCMI terms (an exponent
+    or resolution out of range).
     """
-    platform = Platform(sensors=list(sensors))
+    if not isinstance(platform, AgentView):
+        platform = AgentView(resources=list(platform))
     protocols = [protocol_class(platform) for protocol_class in PROTOCOLS]
     platform.protocol_ids[:] = [protocol.protocol_id for protocol in protocols]
     dispatcher = Dispatcher(protocols)

@@ -2,20 +2,24 @@
 """What every SCMI protocol implementation shares: its message table and the common messages.
 
 A protocol is one module with one `Protocol` subclass. The subclass lists its messages
-(id, name, handler, request length); the dispatcher finds a handler by protocol and
-message id, checks the request is long enough, and calls it. A handler returns the
-complete response (header, status, payload) or raises `ScmiError` to answer with a
-status and no payload.
+(id from its message enum, handler, request length); the dispatcher finds a handler by
+protocol and message id, checks the request is long enough, and calls it. A handler
+returns the complete response (header, status, payload) or raises `ScmiError` to answer
+with a status and no payload. A handler that uses a host device is a coroutine
+(`async def`) that awaits `HostCall`s (vhost_scmi.platform.host): the dispatcher drives it.
+
+A protocol instance serves one agent: `self.platform` is that agent's `AgentView`.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import IntEnum
 
-from vhost_scmi.devices.sensor import Sensor
+from vhost_scmi.platform.view import AgentView
 from vhost_scmi.scmi.status import CommonMessage, ProtocolId, ScmiError, Status
 
 #: Most bytes a reply may carry after its status word: Linux's virtio transport posts
@@ -28,37 +32,29 @@ U32X3 = struct.Struct("<III")
 HEADER_STATUS = struct.Struct("<Ii")
 HEADER_STATUS_U32 = struct.Struct("<IiI")
 
-#: handler(header, request, room) -> complete response. `request` is the whole
-#: request including its 4-byte header; `room` is how many payload bytes may follow
-#: the status word.
-Handler = Callable[[int, bytes, int], bytes]
+#: handler(header, request, room) -> complete response, or a coroutine returning it.
+#: `request` is the whole request including its 4-byte header; `room` is how many
+#: payload bytes may follow the status word.
+Handler = Callable[[int, bytes, int], bytes | Awaitable[bytes]]
+
+#: The platform as one agent's protocols see it.
+Platform = AgentView
 
 
 @dataclass(frozen=True)
 class Message:
-    """One message a protocol implements."""
+    """One message a protocol implements; its name is its enum member's."""
 
-    id: int
-    name: str
+    id: IntEnum
     handler: Handler
     #: Bytes of parameters after the header that the message needs.
     request_length: int = 0
     #: Value answered by PROTOCOL_MESSAGE_ATTRIBUTES for this message.
     attributes: int = 0
 
-
-@dataclass
-class Platform:
-    """What protocols know of the platform they run on."""
-
-    sensors: Sequence[Sensor]
-    #: Ids of every protocol implemented, Base included, filled in by the dispatcher.
-    protocol_ids: list[int] = field(default_factory=list)
-    #: Forget every agent configuration (RESET_AGENT_CONFIGURATION); set by the dispatcher.
-    reset_agent: Callable[[], None] = lambda: None
-    #: A protocol's next_deadline() may have moved earlier (it scheduled an event, a
-    #: delayed response or periodic work); set by the dispatcher, which caches deadlines.
-    deadline_changed: Callable[[], None] = lambda: None
+    @property
+    def name(self) -> str:
+        return self.id.name
 
 
 def ok(header: int, payload: bytes = b"") -> bytes:
@@ -115,11 +111,9 @@ class Protocol:
         self.platform = platform
         self.messages: dict[int, Message] = {}
         self.add_messages(
-            Message(CommonMessage.PROTOCOL_VERSION, "PROTOCOL_VERSION", self._version),
-            Message(CommonMessage.PROTOCOL_ATTRIBUTES, "PROTOCOL_ATTRIBUTES",
-                    self._attributes),
-            Message(CommonMessage.PROTOCOL_MESSAGE_ATTRIBUTES, "PROTOCOL_MESSAGE_ATTRIBUTES",
-                    self._message_attributes, 4),
+            Message(CommonMessage.PROTOCOL_VERSION, self._version),
+            Message(CommonMessage.PROTOCOL_ATTRIBUTES, self._attributes),
+            Message(CommonMessage.PROTOCOL_MESSAGE_ATTRIBUTES, self._message_attributes, 4),
         )
 
     def add_messages(self, *messages: Message) -> None:

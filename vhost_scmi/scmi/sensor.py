@@ -351,7 +351,7 @@ class SensorProtocol(Protocol):
 
     def __init__(self, platform: Platform) -> None:
         super().__init__(platform)
-        self._states = [_SensorState(i, s) for i, s in enumerate(platform.sensors)]
+        self._states = [_SensorState(i, s) for i, s in enumerate(platform.visible(Sensor))]
         if len(self._states) > 0xFFFF:
             raise ValueError("more than 65535 sensors")
         self._count = len(self._states)
@@ -370,24 +370,17 @@ class SensorProtocol(Protocol):
         self._trip_header = pack_header(SensorNotification.TRIP_POINT_EVENT,
                                         MessageType.NOTIFICATION, ProtocolId.SENSOR, 0)
         self.add_messages(
-            Message(SensorMessage.DESCRIPTION_GET, "SENSOR_DESCRIPTION_GET",
-                    self._description_get, 4),
-            Message(SensorMessage.TRIP_POINT_NOTIFY, "SENSOR_TRIP_POINT_NOTIFY",
-                    self._trip_point_notify, 8),
-            Message(SensorMessage.TRIP_POINT_CONFIG, "SENSOR_TRIP_POINT_CONFIG",
-                    self._trip_point_config, 16),
-            Message(SensorMessage.READING_GET, "SENSOR_READING_GET", self._reading_get, 8),
-            Message(SensorMessage.AXIS_DESCRIPTION_GET, "SENSOR_AXIS_DESCRIPTION_GET",
-                    self._axis_description_get, 8),
-            Message(SensorMessage.LIST_UPDATE_INTERVALS, "SENSOR_LIST_UPDATE_INTERVALS",
-                    self._list_update_intervals, 8),
-            Message(SensorMessage.CONFIG_GET, "SENSOR_CONFIG_GET", self._config_get, 4),
-            Message(SensorMessage.CONFIG_SET, "SENSOR_CONFIG_SET", self._config_set, 8),
-            Message(SensorMessage.CONTINUOUS_UPDATE_NOTIFY, "SENSOR_CONTINUOUS_UPDATE_NOTIFY",
-                    self._continuous_update_notify, 8),
-            Message(SensorMessage.NAME_GET, "SENSOR_NAME_GET", self._name_get, 4),
-            Message(SensorMessage.AXIS_NAME_GET, "SENSOR_AXIS_NAME_GET",
-                    self._axis_name_get, 8),
+            Message(SensorMessage.DESCRIPTION_GET, self._description_get, 4),
+            Message(SensorMessage.TRIP_POINT_NOTIFY, self._trip_point_notify, 8),
+            Message(SensorMessage.TRIP_POINT_CONFIG, self._trip_point_config, 16),
+            Message(SensorMessage.READING_GET, self._reading_get, 8),
+            Message(SensorMessage.AXIS_DESCRIPTION_GET, self._axis_description_get, 8),
+            Message(SensorMessage.LIST_UPDATE_INTERVALS, self._list_update_intervals, 8),
+            Message(SensorMessage.CONFIG_GET, self._config_get, 4),
+            Message(SensorMessage.CONFIG_SET, self._config_set, 8),
+            Message(SensorMessage.CONTINUOUS_UPDATE_NOTIFY, self._continuous_update_notify, 8),
+            Message(SensorMessage.NAME_GET, self._name_get, 4),
+            Message(SensorMessage.AXIS_NAME_GET, self._axis_name_get, 8),
         )
 
     # Protocol hooks

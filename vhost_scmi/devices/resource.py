@@ -1,0 +1,42 @@
+# SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+"""What every device kind produces: host resources, and the errors of using them.
+
+A resource is one thing the platform serves to agents: a sensor, a performance domain,
+a power domain, a clock... Each type has its own abstract model in its own module
+(`sensor.Sensor`, ...), subclassing `Resource`. Devices know nothing of SCMI or vhost:
+protocols find the resources of the type they serve by `isinstance`.
+"""
+
+from __future__ import annotations
+
+import abc
+
+
+class DeviceError(Exception):
+    """A host device could not be read or written (vanished, garbage, I/O error).
+
+    `errno` is the host's error number when one is known (EACCES, EBUSY, EINVAL...),
+    so that a protocol can answer with the status that fits it.
+    """
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class DeviceSpecError(Exception):
+    """A device spec from the command line is invalid; the message says why."""
+
+
+class Resource(abc.ABC):  # noqa: B024 - a base with optional hooks only
+    """A host resource served to agents."""
+
+    #: Name shown to the guest (at most 63 bytes of UTF-8; 15 fit a short name field).
+    name: str
+    #: True when using the resource may block (host files, drivers): the platform then
+    #: calls it off the event loop, on a worker thread with a deadline. In-memory
+    #: resources (fakes) set False and are called inline.
+    blocking: bool = True
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release host resources held (open files)."""

@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+"""What one agent's protocols know of the platform: `AgentView`.
+
+Every agent (one guest, on one socket) has its own view: the resources it sees, in
+its own order (a protocol's ids are indexes into `visible(Type)`), what it may
+control, and the names of the platform's agents. Protocol instances are per agent;
+host resources and their shared settings are common to all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from vhost_scmi.devices.resource import Resource
+from vhost_scmi.platform.arbitration import Arbiter
+
+R = TypeVar("R", bound=Resource)
+
+PLATFORM_AGENT_NAME = "platform"
+DEFAULT_AGENT_NAME = "guest"
+
+
+@dataclass
+class AgentView:
+    """One agent's view of the platform (see the module docstring)."""
+
+    #: Resources this agent sees, in the guest's order.
+    resources: Sequence[Resource] = ()
+    #: This agent's SCMI agent id (1..N; 0 is the platform).
+    agent_id: int = 1
+    #: Agent names by agent id; index 0 is the platform.
+    agent_names: Sequence[str] = (PLATFORM_AGENT_NAME, DEFAULT_AGENT_NAME)
+    #: Resources this agent may change (sets on others are DENIED). Without a config
+    #: every visible resource may be changed as far as its device allows.
+    controllable: frozenset[Resource] | None = None
+    #: Shared settings of the host resources, common to every agent.
+    arbiter: Arbiter = field(default_factory=Arbiter)
+    #: Ids of every protocol implemented, Base included, filled in by the dispatcher.
+    protocol_ids: list[int] = field(default_factory=list)
+    #: Forget every agent configuration (RESET_AGENT_CONFIGURATION); set by the dispatcher.
+    reset_agent: Callable[[], None] = lambda: None
+    #: A protocol's next_deadline() may have moved earlier (it scheduled an event, a
+    #: delayed response or periodic work); set by the dispatcher, which caches deadlines.
+    deadline_changed: Callable[[], None] = lambda: None
+
+    @property
+    def agent_name(self) -> str:
+        return self.agent_names[self.agent_id]
+
+    def visible(self, kind: type[R]) -> list[R]:
+        """The resources of type `kind` this agent sees, in its order (its ids)."""
+        return [resource for resource in self.resources if isinstance(resource, kind)]
+
+    def may_control(self, resource: Resource) -> bool:
+        """Whether this agent's configuration lets it change `resource`."""
+        return self.controllable is None or resource in self.controllable
