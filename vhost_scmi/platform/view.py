@@ -9,17 +9,29 @@ host resources and their shared settings are common to all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from vhost_scmi.devices.resource import Resource
 from vhost_scmi.platform.arbitration import Arbiter
+from vhost_scmi.platform.host import HostCall, run_inline
+
+log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Resource)
 
 PLATFORM_AGENT_NAME = "platform"
 DEFAULT_AGENT_NAME = "guest"
+
+
+def spawn_inline(coroutine: Coroutine[HostCall[Any], Any, Any]) -> None:
+    """Run a background coroutine to its end now, logging what it raises."""
+    try:
+        run_inline(coroutine)
+    except Exception:
+        log.exception("background platform work failed")
 
 
 @dataclass
@@ -44,6 +56,11 @@ class AgentView:
     #: A protocol's next_deadline() may have moved earlier (it scheduled an event, a
     #: delayed response or periodic work); set by the dispatcher, which caches deadlines.
     deadline_changed: Callable[[], None] = lambda: None
+    #: Run a coroutine in the background (work not answering a request: periodic reads,
+    #: releasing an agent's shared settings at reset). Its host calls go through the same
+    #: path as requests'; it must not raise (errors are logged). The daemon replaces the
+    #: inline default with its executor.
+    spawn: Callable[[Coroutine[HostCall[Any], Any, Any]], None] = spawn_inline
 
     @property
     def agent_name(self) -> str:

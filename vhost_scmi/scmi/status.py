@@ -34,7 +34,14 @@ class ProtocolId(IntEnum):
     """Header bits 17:10."""
 
     BASE = 0x10
+    POWER_DOMAIN = 0x11
+    SYSTEM_POWER = 0x12
+    PERFORMANCE = 0x13
+    CLOCK = 0x14
     SENSOR = 0x15
+    RESET_DOMAIN = 0x16
+    VOLTAGE_DOMAIN = 0x17
+    POWERCAP = 0x18
 
 
 class CommonMessage(IntEnum):
