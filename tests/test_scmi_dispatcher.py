@@ -12,10 +12,14 @@ from hypothesis import strategies as st
 from scmi_helpers import BASE, LINUX_RESPONSE, SENSOR, ScriptedSensor, command, header, response
 
 from vhost_scmi.devices.fake import FakeAccelerometer
+from vhost_scmi.devices.fake_perf import FakePerformanceDomain
+from vhost_scmi.devices.fake_power import FakePowerDomain
 from vhost_scmi.devices.sensor import Axis, DeviceError, ExtendedAttributes, Unit
 from vhost_scmi.scmi import codec
 from vhost_scmi.scmi.base import BaseProtocol
 from vhost_scmi.scmi.dispatcher import Dispatcher, build_dispatcher
+from vhost_scmi.scmi.performance import PerformanceProtocol
+from vhost_scmi.scmi.power import PowerProtocol
 from vhost_scmi.scmi.protocol import Message, Platform, Protocol
 from vhost_scmi.scmi.registry import PROTOCOLS
 from vhost_scmi.scmi.sensor import SensorProtocol
@@ -46,9 +50,13 @@ def routes(dispatcher: Dispatcher) -> list[tuple[int, int, int]]:
 
 
 def test_registry_and_build() -> None:
-    assert PROTOCOLS == (BaseProtocol, SensorProtocol)
+    assert PROTOCOLS == (BaseProtocol, SensorProtocol, PerformanceProtocol, PowerProtocol)
+    # Protocols over domains exist for an agent only when it sees some.
     dispatcher = build_dispatcher([])
     assert sorted(dispatcher.protocols) == [ProtocolId.BASE, ProtocolId.SENSOR]
+    dispatcher = build_dispatcher([FakePowerDomain("pd"), FakePerformanceDomain("cpu", (1,))])
+    assert sorted(dispatcher.protocols) == [ProtocolId.BASE, ProtocolId.POWER_DOMAIN,
+                                            ProtocolId.PERFORMANCE, ProtocolId.SENSOR]
 
 
 @pytest.mark.parametrize("protocol", [0x00, 0x11, 0x14, 0x16, 0x80, 0xFF])

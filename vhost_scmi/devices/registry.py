@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from vhost_scmi.devices import fake, hwmon, iio
+from vhost_scmi.devices import cpufreq, fake, fake_perf, fake_power, hwmon, iio, runtime_pm
 from vhost_scmi.devices.kind import DeviceKind
 
 # A new device kind: one module exporting KIND, and one entry here.
@@ -13,6 +13,10 @@ DEVICE_KINDS: dict[str, DeviceKind] = {
         fake.KIND,
         iio.KIND,
         hwmon.KIND,
+        cpufreq.KIND,
+        runtime_pm.KIND,
+        fake_perf.KIND,
+        fake_power.KIND,
     )
 }
 

@@ -40,3 +40,14 @@ class Resource(abc.ABC):  # noqa: B024 - a base with optional hooks only
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release host resources held (open files)."""
+
+
+#: Longest name of a resource: SCMI extended names carry 63 bytes of UTF-8.
+MAX_NAME_BYTES = 63
+
+
+def check_resource_name(name: str) -> str:
+    """Return `name` if it is 1..63 bytes of UTF-8 without NUL; else DeviceSpecError."""
+    if not name or "\0" in name or len(name.encode()) > MAX_NAME_BYTES:
+        raise DeviceSpecError(f"name '{name}' must be 1 to {MAX_NAME_BYTES} bytes")
+    return name

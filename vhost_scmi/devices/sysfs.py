@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
-"""Reading sysfs attributes for the iio and hwmon device kinds.
+"""Reading and writing sysfs attributes for the host device kinds.
 
 An `Attribute` keeps its file open and re-reads it with os.pread, so a read costs
 one system call and no path lookup. A `Conversion` turns the text of a reading into
@@ -13,12 +13,15 @@ its inode, so a file replaced later (by a FIFO or anything else) reads as remove
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
 
 from vhost_scmi.devices.sensor import MAX_EXPONENT, MIN_EXPONENT, DeviceError, DeviceSpecError
+
+log = logging.getLogger(__name__)
 
 #: Longest attribute text read: numbers are short, and a small buffer reads faster.
 MAX_ATTRIBUTE = 256
@@ -173,3 +176,52 @@ def _round_div(value: int, divisor: int) -> int:
     if twice > divisor or (twice == divisor and quotient % 2):
         quotient += 1
     return quotient
+
+
+def read_attribute(path: Path) -> str:
+    """Return the stripped text of sysfs attribute `path` now.
+
+    DeviceError (with the host's errno) when it cannot be opened or read: the
+    device may have gone.
+    """
+    try:
+        fd = open_regular(path)
+    except OSError as err:
+        raise DeviceError(f"{path}: {err.strerror or err}", err.errno) from err
+    try:
+        return os.pread(fd, MAX_ATTRIBUTE, 0).decode(errors="replace").strip()
+    except OSError as err:
+        raise DeviceError(f"{path}: {err.strerror}", err.errno) from err
+    finally:
+        os.close(fd)
+
+
+def read_int(path: Path) -> int:
+    """Return the integer in sysfs attribute `path`; DeviceError if there is none."""
+    text = read_attribute(path)
+    try:
+        return int(text)
+    except ValueError:
+        raise DeviceError(f"{path}: not an integer: {text!r}") from None
+
+
+def write_attribute(path: Path, text: str) -> None:
+    """Write `text` to sysfs attribute `path` in one write, and log the change.
+
+    DeviceError carries the host's errno: EACCES (no permission), EBUSY, EINVAL (the
+    driver refused the value), ENOENT (the file vanished)...
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | os.O_NONBLOCK
+                     | os.O_NOCTTY)
+    except OSError as err:
+        raise DeviceError(f"{path}: {err.strerror or err}", err.errno) from err
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DeviceError(f"{path} is not a regular file")
+        os.write(fd, text.encode())
+    except OSError as err:
+        raise DeviceError(f"{path}: {err.strerror}", err.errno) from err
+    finally:
+        os.close(fd)
+    log.info("host: wrote %r to %s", text, path)

@@ -64,6 +64,8 @@ class SharedSetting(Generic[T]):
         #: agent id -> its latest request, in request order.
         self.requests: dict[int, T] = {}
         self._watchers: dict[int, Callable[[T], None]] = {}
+        #: The agent whose request or release made the latest change (watchers read it).
+        self.changed_by: int | None = None
 
     def combine(self, requests: dict[int, T]) -> T | None:
         """Return the value the rule makes of `requests`, or None when there are none."""
@@ -97,7 +99,7 @@ class SharedSetting(Generic[T]):
         requests = dict(self.requests)
         requests.pop(agent, None)  # re-insert: the latest request is last
         requests[agent] = value
-        await self._set(requests)
+        await self._set(requests, agent)
         return self.value
 
     async def release(self, agent: int) -> None:
@@ -106,7 +108,7 @@ class SharedSetting(Generic[T]):
             return
         requests = dict(self.requests)
         del requests[agent]
-        await self._set(requests)
+        await self._set(requests, agent)
 
     def watch(self, agent: int, callback: Callable[[T], None]) -> None:
         """Call `callback(value)` when another agent's request changes the value."""
@@ -115,14 +117,14 @@ class SharedSetting(Generic[T]):
     def unwatch(self, agent: int) -> None:
         self._watchers.pop(agent, None)
 
-    async def _set(self, requests: dict[int, T]) -> None:
+    async def _set(self, requests: dict[int, T], changed_by: int) -> None:
         combined = self.combine(requests)
-        changed_by = next(reversed(requests), None) if requests else None
         if combined is not None and combined != self.value:
             await HostCall(self.resource, self._apply, combined)
             log.info("host: %s of %s set to %s (requests: %s)", self.name,
                      self.resource.name, combined, requests)
             self.value = combined
+            self.changed_by = changed_by
             for agent, callback in list(self._watchers.items()):
                 if agent != changed_by:
                     callback(combined)

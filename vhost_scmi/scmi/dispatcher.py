@@ -158,7 +158,8 @@ class Dispatcher:
 
 
 def build_dispatcher(platform: AgentView | Sequence[Resource]) -> Dispatcher:
-    """Return a dispatcher implementing every registered protocol for one agent.
+    """Return a dispatcher implementing the registered protocols for one agent: those
+    with something visible to it (`Protocol.visible`), Base always.
 
     `platform` is the agent's view, or just the resources it sees (one agent, every
     resource controllable). Ids are indexes into the agent's resources of each type.
@@ -167,7 +168,10 @@ def build_dispatcher(platform: AgentView | Sequence[Resource]) -> Dispatcher:
     """
     if not isinstance(platform, AgentView):
         platform = AgentView(resources=list(platform))
-    protocols = [protocol_class(platform) for protocol_class in PROTOCOLS]
+    # A protocol with nothing for this agent does not exist for it: not listed by
+    # Base, its messages NOT_SUPPORTED.
+    protocols = [protocol for protocol_class in PROTOCOLS
+                 if (protocol := protocol_class(platform)).visible()]
     platform.protocol_ids[:] = [protocol.protocol_id for protocol in protocols]
     dispatcher = Dispatcher(protocols)
     platform.reset_agent = dispatcher.reset

@@ -13,12 +13,16 @@ A protocol instance serves one agent: `self.platform` is that agent's `AgentView
 
 from __future__ import annotations
 
+import errno
 import logging
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
+from vhost_scmi.devices.resource import DeviceError
+from vhost_scmi.platform.arbitration import ArbitrationDenied
+from vhost_scmi.platform.host import HostTimeout
 from vhost_scmi.platform.view import AgentView
 from vhost_scmi.scmi.status import CommonMessage, ProtocolId, ScmiError, Status
 
@@ -93,6 +97,49 @@ def warn_limited(logger: logging.Logger, kind: str, message: str, *args: object)
         logger.debug(message, *args)
 
 
+#: Host errno -> the status answered when a host write or read fails with it. Any
+#: other failure (the file vanished: ENOENT, ENODEV, ENXIO; EIO; a deadline passed)
+#: is HARDWARE_ERROR.
+HOST_ERRNO_STATUS: dict[int, Status] = {
+    errno.EACCES: Status.DENIED,
+    errno.EPERM: Status.DENIED,
+    errno.EROFS: Status.DENIED,
+    errno.EBUSY: Status.BUSY,
+    errno.EAGAIN: Status.BUSY,
+    errno.EINVAL: Status.INVALID_PARAMETERS,
+    errno.ERANGE: Status.OUT_OF_RANGE,
+}
+
+
+def host_error(logger: logging.Logger, what: str, err: BaseException) -> ScmiError:
+    """Log in one line why a host call for `what` failed; return the error to answer.
+
+    DeviceError maps by its errno (HOST_ERRNO_STATUS), a timeout or a vanished device
+    to HARDWARE_ERROR, ArbitrationDenied to DENIED; anything else is a device kind's
+    bug, logged with its traceback and answered GENERIC_ERROR.
+    """
+    if isinstance(err, ArbitrationDenied):
+        warn_limited(logger, "arbitration", "%s: %s", what, err)
+        return ScmiError(Status.DENIED, str(err))
+    if isinstance(err, DeviceError):
+        status = Status.HARDWARE_ERROR
+        if not isinstance(err, HostTimeout) and err.errno is not None:
+            status = HOST_ERRNO_STATUS.get(err.errno, Status.HARDWARE_ERROR)
+        warn_limited(logger, "host", "%s failed: %s (answered %s)", what, err, status.name)
+        return ScmiError(status, str(err))
+    logger.error("%s failed", what, exc_info=err)
+    return ScmiError(Status.GENERIC_ERROR, str(err))
+
+
+def notify_enable(request: bytes, offset: int = 8) -> bool:
+    """The enable word of a notify request (only bit 0 defined); ScmiError if reserved
+    bits are set."""
+    (control,) = U32.unpack_from(request, offset)
+    if control & ~1:
+        raise ScmiError(Status.INVALID_PARAMETERS, "reserved bits set")
+    return bool(control)
+
+
 def sign_extend(value: int, bits: int) -> int:
     """Return the `bits`-wide two's complement `value` as a Python int."""
     sign = 1 << (bits - 1)
@@ -129,6 +176,12 @@ class Protocol:
 
     def reset(self) -> None:  # noqa: B027 - optional hook
         """Forget the agent's configuration: subscriptions, settings, pending work."""
+
+    def visible(self) -> bool:
+        """Whether this agent has anything to use in this protocol (then it is listed
+        by BASE_DISCOVER_LIST_PROTOCOLS and served; otherwise it does not exist for
+        the agent). A protocol over resources answers whether the agent sees any."""
+        return True
 
     def next_deadline(self) -> float | None:
         """Return when take_events() has something to deliver (time.monotonic()).

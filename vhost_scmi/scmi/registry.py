@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 from vhost_scmi.scmi.base import BaseProtocol
+from vhost_scmi.scmi.performance import PerformanceProtocol
+from vhost_scmi.scmi.power import PowerProtocol
 from vhost_scmi.scmi.protocol import Protocol
 from vhost_scmi.scmi.sensor import SensorProtocol
 
@@ -11,4 +13,6 @@ from vhost_scmi.scmi.sensor import SensorProtocol
 PROTOCOLS: tuple[type[Protocol], ...] = (
     BaseProtocol,
     SensorProtocol,
+    PerformanceProtocol,
+    PowerProtocol,
 )

@@ -1,0 +1,332 @@
+# SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+"""SCMI Performance domain management protocol (0x13), version 4.0.
+
+Domain ids are the indexes of the agent's `PerformanceDomain`s. Levels are kHz: each
+domain reports its highest level as both sustained frequency (kHz) and sustained
+level, so Linux's scale factor is exactly 1000 (Hz per level) and scmi-cpufreq shows
+the host's frequencies unchanged, none of them as a boost frequency.
+
+Behaviour chosen where the specification leaves it to the platform:
+
+- No fast channels (virtio has no shared memory): DESCRIBE_FASTCHANNEL answers
+  NOT_SUPPORTED; no statistics area; power figures are not reported (0).
+- LEVEL_SET takes a level within the host's current limits (else OUT_OF_RANGE) and
+  rounds it up to the next listed level (down to the highest listed one within the
+  limits if there is none above): an agent never gets less than it asked for.
+- Several agents on one domain: the host gets the HIGHEST of their levels. Limits
+  combine end by end, each taking the highest request (the highest floor, and the
+  highest ceiling: nobody is capped below what it allows). An agent's request
+  counts until it sets another or is reset.
+- LIMITS_SET rounds the range inward to listed levels: OUT_OF_RANGE when it lies
+  outside the domain's levels or holds none, INVALID_PARAMETERS when min > max.
+- A set is DENIED unless the domain's device spec allows it (`control=`) and the
+  agent may control the domain; DOMAIN_ATTRIBUTES says which sets each agent may use.
+- LEVEL_GET and LIMITS_GET read the host (what all agents' requests made of it).
+- LEVEL_CHANGED and LIMITS_CHANGED go to the agents that subscribed when another
+  agent's request changes what the host has; their agent id is that agent's.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import IntEnum
+
+from vhost_scmi.devices.performance import Limits, PerfControl, PerformanceDomain
+from vhost_scmi.platform.arbitration import Rule, SharedSetting
+from vhost_scmi.platform.host import HostCall
+from vhost_scmi.scmi.codec import pack_header
+from vhost_scmi.scmi.protocol import (
+    MAX_PAYLOAD,
+    U32,
+    U32X2,
+    U32X3,
+    Message,
+    Platform,
+    Protocol,
+    host_error,
+    notify_enable,
+    ok,
+    pack_name,
+    status_only,
+    warn_limited,
+)
+from vhost_scmi.scmi.status import MessageType, ProtocolId, ScmiError, Status
+
+log = logging.getLogger(__name__)
+
+#: Performance domain management 4.0, as Linux 6.12 implements it.
+VERSION = 0x40000
+#: Notifications kept waiting for the event queue before new ones are dropped.
+MAX_PENDING_EVENTS = 64
+EXTENDED_NAME_SIZE = 64
+SHORT_NAME_LENGTH = 15
+
+
+class PerfMessage(IntEnum):
+    """Performance domain management message ids."""
+
+    DOMAIN_ATTRIBUTES = 0x3
+    DESCRIBE_LEVELS = 0x4
+    LIMITS_SET = 0x5
+    LIMITS_GET = 0x6
+    LEVEL_SET = 0x7
+    LEVEL_GET = 0x8
+    NOTIFY_LIMITS = 0x9
+    NOTIFY_LEVEL = 0xA
+    DESCRIBE_FASTCHANNEL = 0xB
+    DOMAIN_NAME_GET = 0xC
+
+
+class PerfNotification(IntEnum):
+    """Performance domain management notification ids."""
+
+    LIMITS_CHANGED = 0x0
+    LEVEL_CHANGED = 0x1
+
+
+class DomainFlags(IntEnum):
+    """Bit positions in DOMAIN_ATTRIBUTES' flags."""
+
+    SET_LIMITS = 31
+    SET_LEVEL = 30
+    LIMITS_NOTIFY = 29
+    LEVEL_NOTIFY = 28
+    FAST_CHANNELS = 27  # never set
+    EXTENDED_NAME = 26
+    LEVEL_INDEXING = 25  # never set
+
+
+class LimitsSetting(SharedSetting[Limits]):
+    """A domain's limits: each end takes the highest of the agents' requests."""
+
+    def combine(self, requests: dict[int, Limits]) -> Limits | None:
+        if not requests:
+            return None
+        return Limits(max(r.low for r in requests.values()),
+                      max(r.high for r in requests.values()))
+
+
+class _Domain:
+    """One domain as one agent sees it."""
+
+    def __init__(self, domain_id: int, domain: PerformanceDomain, platform: Platform) -> None:
+        self.id = domain_id
+        self.domain = domain
+        self.levels = domain.levels
+        allowed = platform.may_control(domain)
+        self.can_set_level = allowed and domain.control is PerfControl.LEVEL
+        self.can_set_limits = allowed and domain.control is PerfControl.LIMITS
+        self.long_name = len(domain.name.encode()) > SHORT_NAME_LENGTH
+        top = self.levels[-1]
+        flags = (self.can_set_limits << DomainFlags.SET_LIMITS
+                 | self.can_set_level << DomainFlags.SET_LEVEL
+                 | 1 << DomainFlags.LIMITS_NOTIFY | 1 << DomainFlags.LEVEL_NOTIFY
+                 | self.long_name << DomainFlags.EXTENDED_NAME)
+        # u32 flags, u32 rate limit (µs, none), u32 sustained kHz, u32 sustained level,
+        # 16-byte name.
+        self.attributes = U32X2.pack(flags, 0) + U32X2.pack(top, top) + pack_name(domain.name)
+        # Level entries (v4): u32 level, u32 power, u16 latency µs, u16 reserved,
+        # u32 indicative kHz, u32 level index.
+        latency = min(domain.transition_latency_us, 0xFFFF)
+        self.entries = [U32X2.pack(level, 0) + latency.to_bytes(2, "little") + bytes(2)
+                        + U32X2.pack(level, index) for index, level in enumerate(self.levels)]
+        arbiter = platform.arbiter
+        self.level = arbiter.setting(domain, "level", lambda: SharedSetting(
+            domain, "level", Rule.HIGHEST, None, domain.set_level))
+        self.limits = arbiter.setting(domain, "limits", lambda: LimitsSetting(
+            domain, "limits", Rule.HIGHEST, None, domain.set_limits))
+        self.notify_level = False
+        self.notify_limits = False
+
+
+def round_level(levels: tuple[int, ...], level: int, limits: Limits) -> int:
+    """The listed level an accepted request `level` becomes (see the module docstring)."""
+    within = [value for value in levels if limits.low <= value <= limits.high]
+    above = [value for value in within if value >= level]
+    if above:
+        return above[0]
+    return within[-1] if within else level
+
+
+class PerformanceProtocol(Protocol):
+    """Performance domain management over the agent's performance domains."""
+
+    protocol_id = ProtocolId.PERFORMANCE
+    version = VERSION
+
+    def __init__(self, platform: Platform) -> None:
+        super().__init__(platform)
+        self._domains = [_Domain(i, d, platform)
+                         for i, d in enumerate(platform.visible(PerformanceDomain))]
+        if len(self._domains) > 0xFFFF:
+            raise ValueError("more than 65535 performance domains")
+        self._count = len(self._domains)
+        self._events: list[bytes] = []
+        self._level_header = pack_header(PerfNotification.LEVEL_CHANGED,
+                                         MessageType.NOTIFICATION, self.protocol_id, 0)
+        self._limits_header = pack_header(PerfNotification.LIMITS_CHANGED,
+                                          MessageType.NOTIFICATION, self.protocol_id, 0)
+        agent = platform.agent_id
+        for state in self._domains:
+            state.level.watch(agent, lambda value, s=state: self._level_changed(s, value))
+            state.limits.watch(agent, lambda value, s=state: self._limits_changed(s, value))
+        self.add_messages(
+            Message(PerfMessage.DOMAIN_ATTRIBUTES, self._domain_attributes, 4),
+            Message(PerfMessage.DESCRIBE_LEVELS, self._describe_levels, 8),
+            Message(PerfMessage.LIMITS_SET, self._limits_set, 12),
+            Message(PerfMessage.LIMITS_GET, self._limits_get, 4),
+            Message(PerfMessage.LEVEL_SET, self._level_set, 8),
+            Message(PerfMessage.LEVEL_GET, self._level_get, 4),
+            Message(PerfMessage.NOTIFY_LIMITS, self._notify_limits, 8),
+            Message(PerfMessage.NOTIFY_LEVEL, self._notify_level, 8),
+            Message(PerfMessage.DESCRIBE_FASTCHANNEL, self._describe_fastchannel, 8),
+            Message(PerfMessage.DOMAIN_NAME_GET, self._domain_name_get, 4),
+        )
+
+    # Protocol hooks
+
+    def visible(self) -> bool:
+        """Whether the agent sees any performance domain."""
+        return bool(self._domains)
+
+    def attributes(self) -> bytes:
+        # u16 domains, u16 flags (power unit: none of mW/µW), u32 statistics address
+        # low/high and length (none).
+        return self._count.to_bytes(2, "little") + bytes(2) + bytes(12)
+
+    def reset(self) -> None:
+        agent = self.platform.agent_id
+        for state in self._domains:
+            state.notify_level = state.notify_limits = False
+            for setting in (state.level, state.limits):
+                if agent in setting.requests:
+                    self.platform.spawn(setting.release(agent))
+        self._events.clear()
+
+    def next_deadline(self) -> float | None:
+        return 0.0 if self._events else None
+
+    def take_events(self, now: float) -> list[bytes]:
+        events, self._events = self._events, []
+        return events
+
+    # Notifications (watchers of the shared settings)
+
+    def _queue(self, event: bytes) -> None:
+        if len(self._events) >= MAX_PENDING_EVENTS:
+            warn_limited(log, "events", "dropping a performance notification: queue full")
+            return
+        self._events.append(event)
+        self.platform.deadline_changed()
+
+    def _level_changed(self, state: _Domain, level: int) -> None:
+        if state.notify_level:
+            agent = state.level.changed_by or 0
+            self._queue(U32.pack(self._level_header) + U32X3.pack(agent, state.id, level))
+
+    def _limits_changed(self, state: _Domain, limits: Limits) -> None:
+        if state.notify_limits:
+            agent = state.limits.changed_by or 0
+            self._queue(U32.pack(self._limits_header)
+                        + U32X2.pack(agent, state.id) + U32X2.pack(limits.high, limits.low))
+
+    # Message handlers
+
+    def _domain(self, request: bytes) -> _Domain:
+        (domain_id,) = U32.unpack_from(request, 4)
+        if domain_id >= self._count:
+            raise ScmiError(Status.NOT_FOUND, f"no performance domain {domain_id}")
+        return self._domains[domain_id]
+
+    def _domain_attributes(self, header: int, request: bytes, room: int) -> bytes:
+        return ok(header, self._domain(request).attributes)
+
+    def _describe_levels(self, header: int, request: bytes, room: int) -> bytes:
+        state = self._domain(request)
+        (first,) = U32.unpack_from(request, 8)
+        if first >= len(state.entries):
+            raise ScmiError(Status.INVALID_PARAMETERS, f"no level {first}")
+        # u16 returned, u16 remaining, then entries.
+        fits = (min(room, MAX_PAYLOAD) - 4) // len(state.entries[0])
+        if fits < 1:
+            raise ScmiError(Status.COMMS_ERROR, "no level fits the response buffer")
+        chosen = state.entries[first:first + fits]
+        remaining = len(state.entries) - first - len(chosen)
+        return ok(header, (len(chosen) | remaining << 16).to_bytes(4, "little")
+                  + b"".join(chosen))
+
+    async def _limits_set(self, header: int, request: bytes, room: int) -> bytes:
+        state = self._domain(request)
+        high, low = U32X2.unpack_from(request, 8)
+        if not state.can_set_limits:
+            raise ScmiError(Status.DENIED, f"limits of {state.domain.name} are not settable")
+        if low > high:
+            raise ScmiError(Status.INVALID_PARAMETERS, "minimum above maximum")
+        levels = state.levels
+        within = [level for level in levels if low <= level <= high]
+        if low < levels[0] or high > levels[-1] or not within:
+            raise ScmiError(Status.OUT_OF_RANGE, f"limits {low}..{high} outside the levels")
+        try:
+            await state.limits.request(self.platform.agent_id, Limits(within[0], within[-1]))
+        except Exception as err:
+            raise host_error(log, f"setting the limits of {state.domain.name}", err) from err
+        return status_only(header, Status.SUCCESS)
+
+    async def _limits_get(self, header: int, request: bytes, room: int) -> bytes:
+        state = self._domain(request)
+        domain = state.domain
+        try:
+            limits = await HostCall(domain, domain.limits)
+        except Exception as err:
+            raise host_error(log, f"reading the limits of {domain.name}", err) from err
+        return ok(header, U32X2.pack(limits.high & 0xFFFFFFFF, limits.low & 0xFFFFFFFF))
+
+    async def _level_set(self, header: int, request: bytes, room: int) -> bytes:
+        state = self._domain(request)
+        (level,) = U32.unpack_from(request, 8)
+        domain = state.domain
+        if not state.can_set_level:
+            raise ScmiError(Status.DENIED, f"level of {domain.name} is not settable")
+        try:
+            limits = await HostCall(domain, domain.limits)
+        except Exception as err:
+            raise host_error(log, f"reading the limits of {domain.name}", err) from err
+        if not limits.low <= level <= limits.high:
+            raise ScmiError(Status.OUT_OF_RANGE, f"level {level} outside the limits "
+                            f"{limits.low}..{limits.high}")
+        try:
+            await state.level.request(self.platform.agent_id,
+                                      round_level(state.levels, level, limits))
+        except Exception as err:
+            raise host_error(log, f"setting the level of {domain.name}", err) from err
+        return status_only(header, Status.SUCCESS)
+
+    async def _level_get(self, header: int, request: bytes, room: int) -> bytes:
+        state = self._domain(request)
+        domain = state.domain
+        try:
+            level = await HostCall(domain, domain.level)
+        except Exception as err:
+            raise host_error(log, f"reading the level of {domain.name}", err) from err
+        return ok(header, U32.pack(level & 0xFFFFFFFF))
+
+    def _notify_limits(self, header: int, request: bytes, room: int) -> bytes:
+        state = self._domain(request)
+        state.notify_limits = notify_enable(request)
+        return status_only(header, Status.SUCCESS)
+
+    def _notify_level(self, header: int, request: bytes, room: int) -> bytes:
+        state = self._domain(request)
+        state.notify_level = notify_enable(request)
+        return status_only(header, Status.SUCCESS)
+
+    def _describe_fastchannel(self, header: int, request: bytes, room: int) -> bytes:
+        self._domain(request)
+        raise ScmiError(Status.NOT_SUPPORTED, "no fast channels over virtio")
+
+    def _domain_name_get(self, header: int, request: bytes, room: int) -> bytes:
+        state = self._domain(request)
+        if not state.long_name:
+            raise ScmiError(Status.NOT_SUPPORTED, f"domain {state.id} has no extended name")
+        # u32 flags (reserved), 64-byte name.
+        return ok(header, U32.pack(0) + pack_name(state.domain.name, EXTENDED_NAME_SIZE))
