@@ -104,8 +104,8 @@ def create_cpufreq_domain(policy_dir: str, control: PerfControl,
     except DeviceError:
         latency_ns = 0
     latency_us = min(max(latency_ns, 0) // 1000, MAX_LATENCY_US)
-    return CpufreqDomain(check_resource_name(name or policy.name), policy, levels, control,
-                         latency_us)
+    name = check_resource_name(policy.name if name is None else name)
+    return CpufreqDomain(name, policy, levels, control, latency_us)
 
 
 def _create(props: Mapping[str, str]) -> list[Resource]:

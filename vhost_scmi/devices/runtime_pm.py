@@ -51,7 +51,8 @@ def create_runtime_pm_domain(device_dir: str, controllable: bool,
     device = Path(device_dir)
     if not device.is_dir():
         raise DeviceSpecError(f"device '{device_dir}' is not a directory")
-    domain = RuntimePmDomain(check_resource_name(name or device.name), device, controllable)
+    name = check_resource_name(device.name if name is None else name)
+    domain = RuntimePmDomain(name, device, controllable)
     try:
         read_attribute(domain.power / "control")
         domain.is_on()
