@@ -172,11 +172,14 @@ def test_cpufreq_spec_errors(tmp_path: Path, changes, spec: str, message: str) -
 
 # --- runtime-pm ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("status", "on"), [
-    ("active", True), ("resuming", True), ("unsupported", True),
-    ("suspended", False), ("suspending", False)])
-def test_runtime_pm_state_from_runtime_status(tmp_path: Path, status: str, on: bool) -> None:
-    [domain] = create_resources([f"runtime-pm,device={device(tmp_path, status)}"])
+@pytest.mark.parametrize(("status", "control", "on"), [
+    ("active", "on", True), ("resuming", "on", True), ("unsupported", "on", True),
+    ("unsupported", "auto", True),  # runtime PM off: never suspends
+    ("suspended", "auto", False), ("suspending", "auto", False),
+    ("active", "auto", False),  # may suspend: off for the guest
+])
+def test_runtime_pm_state(tmp_path: Path, status: str, control: str, on: bool) -> None:
+    [domain] = create_resources([f"runtime-pm,device={device(tmp_path, status, control)}"])
     assert isinstance(domain, RuntimePmDomain)
     assert domain.name == "0000:01:00.0"
     assert domain.is_on() is on
@@ -198,8 +201,11 @@ def test_runtime_pm_control_writes_power_control(tmp_path: Path) -> None:
     assert ask(dispatcher, POWER, 0x3, 0)[12:28] == b"nic".ljust(16, b"\0")
     assert ask(dispatcher, POWER, 0x4, 0, 0, OFF) == response(POWER, 0x4, 0)
     assert text(directory / "power" / "control") == "auto"
+    # The agent reads back the state it set, even before the device suspends.
+    assert ask(dispatcher, POWER, 0x5, 0) == response(POWER, 0x5, 0, u32s(OFF))
     assert ask(dispatcher, POWER, 0x4, 0, 0, ON) == response(POWER, 0x4, 0)
     assert text(directory / "power" / "control") == "on"
+    assert ask(dispatcher, POWER, 0x5, 0) == response(POWER, 0x5, 0, u32s(ON))
 
 
 def test_runtime_pm_odd_status_and_vanished_device(tmp_path: Path) -> None:
@@ -220,6 +226,8 @@ def test_runtime_pm_odd_status_and_vanished_device(tmp_path: Path) -> None:
     ({"power/runtime_status": "active"}, "runtime-pm,device={d}", "no usable runtime PM"),
     ({"power/control": "on", "power/runtime_status": "what"}, "runtime-pm,device={d}",
      "runtime PM status 'what'"),
+    ({"power/control": "maybe", "power/runtime_status": "active"}, "runtime-pm,device={d}",
+     "'maybe'"),
     ({"power/control": "on", "power/runtime_status": "active"},
      "runtime-pm,device={d},control=on", "control=on: expected none|state"),
 ])

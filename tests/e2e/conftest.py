@@ -151,10 +151,12 @@ class EndToEnd:
         return daemon
 
     def boot(self, script: str, socket_path: Path | None, *, reconnect: bool = False,
-             name: str | None = None) -> GuestVM:
-        """Start a guest whose /init runs `script`; `socket_path` None boots without SCMI."""
+             name: str | None = None, dtb: Path | None = None) -> GuestVM:
+        """Start a guest whose /init runs `script`; `socket_path` None boots without SCMI.
+
+        `dtb` replaces the image's device tree (guest.dtb_with)."""
         vm = GuestVM(self.image, socket_path, script, self.workdir, reconnect=reconnect,
-                     name=name or f"guest{len(self.guests)}")
+                     name=name or f"guest{len(self.guests)}", dtb=dtb)
         self.guests.append(vm)
         vm.start(self._processes.append)
         return vm

@@ -56,6 +56,29 @@ SCMI_NODE = """
 };
 """
 
+#: Performance (0x13) and Power domain (0x11) nodes, merged in by the tests of those
+#: protocols only (`dtb_with`): scmi-cpufreq finds cpu@0's domain through its clock.
+PERF_POWER_NODES = """
+/ {
+    firmware {
+        scmi {
+            scmi_devpd: protocol@11 {
+                reg = <0x11>;
+                #power-domain-cells = <1>;
+            };
+            scmi_dvfs: protocol@13 {
+                reg = <0x13>;
+                #clock-cells = <1>;
+            };
+        };
+    };
+};
+
+&{/cpus/cpu@0} {
+    clocks = <&scmi_dvfs 0>;
+};
+"""
+
 BEGIN = "@@E2E-BEGIN@@"
 END_RE = re.compile(r"@@E2E-END rc=(\d+)@@")
 DMESG_BEGIN = "@@E2E-DMESG-BEGIN@@"
@@ -200,6 +223,24 @@ def _make_dtb(qemu: str, qemu_version: tuple[int, ...], cache: Path) -> Path:
     return dtb
 
 
+def dtb_with(image: GuestImage, nodes: str) -> Path:
+    """Return the guest's device tree with `nodes` (dts source) merged in; cached."""
+    key = hashlib.sha256(repr((image.dtb.name, nodes)).encode()).hexdigest()[:12]
+    dtb = image.cache_dir / f"virt-scmi-extra-{key}.dtb"
+    if dtb.is_file():
+        return dtb
+    dts = _run(["dtc", "-q", "-I", "dtb", "-O", "dts", image.dtb],
+               "decompiling the device tree").stdout
+    source = image.cache_dir / f"virt-scmi-extra-{key}.{os.getpid()}.dts"
+    source.write_text(dts + nodes)
+    tmp = dtb.with_suffix(f".{os.getpid()}.tmp")
+    _run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", tmp, source],
+         "compiling the device tree")
+    tmp.rename(dtb)
+    source.unlink()
+    return dtb
+
+
 def prepare_guest() -> GuestImage:
     """Find QEMU, the kernel and busybox, and make the device tree; cached on disk.
 
@@ -315,6 +356,8 @@ class GuestVM:
     workdir: Path
     reconnect: bool = False
     name: str = "guest"
+    #: A device tree other than the image's (see `dtb_with`).
+    dtb: Path | None = None
     proc: subprocess.Popen | None = None
     _console: bytearray = field(default_factory=bytearray)
     _cond: threading.Condition = field(default_factory=threading.Condition)
@@ -345,7 +388,7 @@ class GuestVM:
             "-nodefaults", "-display", "none", "-serial", "stdio",
             "-kernel", str(self.image.kernel),
             "-initrd", str(initrd),
-            "-dtb", str(self.image.dtb),
+            "-dtb", str(self.dtb or self.image.dtb),
             "-append", "console=ttyAMA0 quiet panic=-1",
         ]
         if self.socket_path is None:

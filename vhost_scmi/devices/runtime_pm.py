@@ -1,11 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 """`runtime-pm`: a power domain over a host device's runtime power management.
 
-The domain is on while the device's `power/runtime_status` is `active` or `resuming`
-(or `unsupported`: runtime PM is off and the device stays powered), off while it is
-`suspended` or `suspending`. With `control=state`, powering on writes `on` to
-`power/control` (the device is kept active) and powering off writes `auto` (it may
-suspend when idle). The use: a host device passed through to the guest.
+The domain is on while the host holds the device powered: `power/control` is `on`
+(the device is kept active), or `power/runtime_status` is `unsupported` (runtime PM
+is off, so the device never suspends). With `auto` the domain is off: the device may
+suspend whenever it is idle, and `runtime_status` (`active`, `suspended`...) says
+whether it has. An agent must read back the state it set (Linux's scmi_pm_domain
+checks), so the state follows `power/control` rather than the device's activity.
+With `control=state`, powering on writes `on` to `power/control` and powering off
+writes `auto`. The use: a host device passed through to the guest.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from vhost_scmi.devices.power_domain import DeviceError, PowerDomain, parse_powe
 from vhost_scmi.devices.resource import DeviceSpecError, Resource, check_resource_name
 from vhost_scmi.devices.sysfs import read_attribute, write_attribute
 
-ON_STATUSES = frozenset({"active", "resuming", "unsupported"})
-OFF_STATUSES = frozenset({"suspended", "suspending"})
+#: Every runtime_status of a device whose runtime PM works.
+STATUSES = frozenset({"active", "resuming", "suspended", "suspending", "unsupported"})
 
 
 class RuntimePmDomain(PowerDomain):
@@ -32,11 +35,13 @@ class RuntimePmDomain(PowerDomain):
 
     def is_on(self) -> bool:
         status = read_attribute(self.power / "runtime_status")
-        if status in ON_STATUSES:
-            return True
-        if status in OFF_STATUSES:
-            return False
-        raise DeviceError(f"{self.power / 'runtime_status'}: runtime PM status {status!r}")
+        if status not in STATUSES:
+            raise DeviceError(f"{self.power / 'runtime_status'}: runtime PM status "
+                              f"{status!r}")
+        control = read_attribute(self.power / "control")
+        if control not in ("on", "auto"):
+            raise DeviceError(f"{self.power / 'control'}: {control!r}")
+        return control == "on" or status == "unsupported"
 
     def set_on(self, on: bool) -> None:
         write_attribute(self.power / "control", "on" if on else "auto")
@@ -69,10 +74,10 @@ def _create(props: Mapping[str, str]) -> list[Resource]:
 KIND = DeviceKind(
     id="runtime-pm",
     summary="power domain over a host device's runtime PM",
-    description="A host device as an SCMI power domain: on while its\n"
-                "power/runtime_status is active. Read-only unless control=state: then\n"
-                "on writes 'on' to power/control (kept active), off writes 'auto' (may\n"
-                "suspend).",
+    description="A host device as an SCMI power domain: on while the host keeps it\n"
+                "powered (power/control is 'on'), off while it may suspend ('auto').\n"
+                "Read-only unless control=state: then on writes 'on' to power/control,\n"
+                "off writes 'auto'.",
     properties=(
         Property("device", "the device's sysfs directory (e.g. /sys/bus/pci/devices/"
                  "0000:01:00.0)", required=True),
