@@ -49,7 +49,7 @@ def test_floor_rejects_bad_counts() -> None:
 
 def test_every_section_reports_finite_numbers(report: dict) -> None:
     sections = {fig["section"] for fig in report["figures"]}
-    assert sections == {"floor", "roundtrip", "batched", "iio", "idle", "footprint"}
+    assert sections == {"floor", "roundtrip", "batched", "iio", "domains", "idle", "footprint"}
     for fig in report["figures"]:
         assert len(fig["samples"]) >= 1, fig
         assert all(math.isfinite(v) and v >= 0 for v in fig["samples"]), fig
@@ -57,7 +57,7 @@ def test_every_section_reports_finite_numbers(report: dict) -> None:
 
 
 def test_repeated_figures_carry_one_sample_per_repeat(report: dict) -> None:
-    for section in ("floor", "roundtrip", "batched", "iio"):
+    for section in ("floor", "roundtrip", "batched", "iio", "domains"):
         for fig in figures(report, section).values():
             assert len(fig["samples"]) == 2, fig
 
@@ -74,7 +74,7 @@ def test_floor_and_round_trip_percentiles_are_ordered(report: dict) -> None:
 
 
 def test_time_figures_have_positive_ratios_to_the_floor(report: dict) -> None:
-    for section in ("roundtrip", "batched", "iio"):
+    for section in ("roundtrip", "batched", "iio", "domains"):
         for fig in figures(report, section).values():
             assert fig["ratio_to_floor"] is not None and fig["ratio_to_floor"] > 0, fig
     for fig in figures(report, "floor").values():
@@ -91,6 +91,13 @@ def test_batched_throughput_matches_time_per_request(report: dict) -> None:
             for micros, rate in zip(per_request["samples"], throughput["samples"], strict=True):
                 assert rate == pytest.approx(1e6 / micros)
     assert "DESCRIPTION_GET ×32, per request" in figures(report, "batched")
+    domains = figures(report, "domains")
+    for label in ("PERF_LEVEL_SET", "POWER_STATE_GET"):
+        for size in (8, 32):
+            per_request = domains[f"{label} ×{size}, per request"]
+            throughput = domains[f"{label} ×{size}, throughput"]
+            for micros, rate in zip(per_request["samples"], throughput["samples"], strict=True):
+                assert rate == pytest.approx(1e6 / micros)
 
 
 def test_footprint_is_plausible(report: dict) -> None:

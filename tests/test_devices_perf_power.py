@@ -111,7 +111,8 @@ def test_cpufreq_control_level_writes_scaling_setspeed_and_logs(tmp_path: Path,
     with caplog.at_level("INFO"):
         assert ask(dispatcher, PERF, 0x7, 0, 600000) == response(PERF, 0x7, 0)
     assert text(directory / "scaling_setspeed") == "600000"
-    assert any("scaling_setspeed" in r.getMessage() for r in caplog.records)
+    assert any(r.getMessage() == "host: level of policy0 set to 600000 (requests: {1: 600000})"
+               for r in caplog.records)
     assert ask(dispatcher, PERF, 0x5, 0, 1200000, 600000) == response(PERF, 0x5,
                                                                        Status.DENIED)
 
@@ -284,7 +285,7 @@ def test_daemon_serves_a_cpufreq_level_set_and_logs_the_write(start_daemon,
         reply = vm.cmdq.transact(command(POWER, 0x4, 0, 0, OFF), LINUX_RESPONSE)
         assert reply == response(POWER, 0x4, Status.DENIED)
     assert text(directory / "scaling_setspeed") == "1800000"
-    daemon.wait_log("scaling_setspeed")
+    daemon.wait_log("host: level of policy0 set to 1800000")
     assert daemon.alive()
 
 

@@ -13,6 +13,9 @@ batched     N requests posted, one kick, until all are used: µs per request and
             requests per second, for SENSOR_READING_GET and SENSOR_DESCRIPTION_GET;
 iio         batched SENSOR_READING_GET of an `iio` sensor whose sysfs-shaped files
             live on tmpfs;
+domains     batched PERF_LEVEL_SET of a `cpufreq` domain (control=level; each request
+            changes the level: a host write) and POWER_STATE_GET of a `runtime-pm`
+            domain, over sysfs-shaped files on tmpfs;
 idle        the backend's CPU time over a few idle seconds with a VMM connected;
 footprint   RSS after many requests, and the time from exec to the socket accepting.
 
@@ -45,6 +48,8 @@ from pathlib import Path
 from vhost_scmi.bench import floor
 from vhost_scmi.scmi.client import ScmiClient, ScmiProtocolError, ScmiStatusError
 from vhost_scmi.scmi.codec import pack_header
+from vhost_scmi.scmi.performance import PerfMessage
+from vhost_scmi.scmi.power import PowerMessage
 from vhost_scmi.scmi.sensor import SensorMessage
 from vhost_scmi.scmi.status import MessageType, ProtocolId, Status
 from vhost_scmi.vhost import protocol as vu
@@ -60,7 +65,7 @@ def _own_daemon() -> str:
 
 
 DEFAULT_BACKEND_CMD = f"{_own_daemon()} -s {{socket}} -d {{device}}"
-SECTIONS = ("floor", "roundtrip", "batched", "iio", "idle", "footprint")
+SECTIONS = ("floor", "roundtrip", "batched", "iio", "domains", "idle", "footprint")
 
 # How long a backend may take to start before the harness gives up.
 START_TIMEOUT = 30.0
@@ -349,6 +354,34 @@ def make_iio_tree(root: Path) -> Path:
     return device
 
 
+#: The levels of the bench's cpufreq policy, kHz.
+BENCH_LEVELS = (600000, 1200000, 1800000)
+
+
+def make_cpufreq_tree(root: Path) -> Path:
+    """A directory shaped like a cpufreq policy's sysfs directory; return it."""
+    policy = root / "bench-policy0"
+    policy.mkdir()
+    files = {"scaling_available_frequencies": " ".join(map(str, BENCH_LEVELS)),
+             "scaling_cur_freq": str(BENCH_LEVELS[0]),
+             "scaling_min_freq": str(BENCH_LEVELS[0]),
+             "scaling_max_freq": str(BENCH_LEVELS[-1]),
+             "scaling_setspeed": str(BENCH_LEVELS[0]),
+             "cpuinfo_transition_latency": "100000"}
+    for name, text in files.items():
+        (policy / name).write_text(text + "\n")
+    return policy
+
+
+def make_device_tree(root: Path) -> Path:
+    """A directory shaped like a device's sysfs directory with runtime PM; return it."""
+    device = root / "bench-device"
+    (device / "power").mkdir(parents=True)
+    (device / "power" / "control").write_text("on\n")
+    (device / "power" / "runtime_status").write_text("active\n")
+    return device
+
+
 @contextmanager
 def pinned(self_cpus: set[int] | None, backend: Backend, backend_cpus: set[int] | None):
     """Run the block with this process and the backend pinned (None: all CPUs)."""
@@ -387,6 +420,26 @@ def description_get(token: int, first: int = 0) -> bytes:
     """SENSOR_DESCRIPTION_GET of the page starting at descriptor `first`."""
     return DESCRIPTION_GET_PARAMS.pack(command_header(SensorMessage.DESCRIPTION_GET, token),
                                        first)
+
+
+#: PERF_LEVEL_SET parameters: u32 domain, u32 level.
+LEVEL_SET_PARAMS = struct.Struct("<III")
+#: POWER_STATE_GET parameters: u32 domain.
+STATE_GET_PARAMS = struct.Struct("<II")
+
+
+def perf_level_set(token: int) -> bytes:
+    """PERF_LEVEL_SET of domain 0, alternating the lowest and highest bench level."""
+    header = pack_header(PerfMessage.LEVEL_SET, MessageType.COMMAND, ProtocolId.PERFORMANCE,
+                         token & 0x3FF)
+    return LEVEL_SET_PARAMS.pack(header, 0, BENCH_LEVELS[0 if token % 2 else -1])
+
+
+def power_state_get(token: int) -> bytes:
+    """POWER_STATE_GET of domain 0."""
+    header = pack_header(PowerMessage.STATE_GET, MessageType.COMMAND, ProtocolId.POWER_DOMAIN,
+                         token & 0x3FF)
+    return STATE_GET_PARAMS.pack(header, 0)
 
 
 def check_response(request: bytes, response: bytes) -> None:
@@ -469,8 +522,9 @@ class CommandQueue:
 
 
 @contextmanager
-def connect(socket_path: str) -> Iterator[CommandQueue]:
-    """Connect the in-tree frontend as a VMM would and check the device answers SCMI."""
+def connect(socket_path: str, probe: bytes | None = None) -> Iterator[CommandQueue]:
+    """Connect the in-tree frontend as a VMM would and check the device answers SCMI:
+    sensor 0 can be read, or `probe` (a request) is answered SUCCESS."""
     # A backend serves one VMM at a time and may refuse a connection that races the
     # close of the previous one (the start-up probe): try again, as a VMM would.
     deadline = time.monotonic() + 2.0
@@ -490,7 +544,9 @@ def connect(socket_path: str) -> Iterator[CommandQueue]:
             time.sleep(0.01)
     try:
         client = ScmiClient(lambda request: cmdq.transact(request, RESPONSE_ROOM))
-        if client.sensor_count() < 1 or not client.read(0):
+        if probe is not None:
+            check_response(probe, cmdq.transact(probe, RESPONSE_ROOM))
+        elif client.sensor_count() < 1 or not client.read(0):
             raise BenchError("the backend has no sensor to read")
         indirect = bool(frontend.features & bit(VirtioFeature.RING_INDIRECT_DESC))
         yield CommandQueue(cmdq, indirect)
@@ -729,10 +785,14 @@ class Run:
                     self.log(f"footprint: {settings.footprint_requests:,} requests")
                     self.measure_footprint(queue, backend)
                 backend.check_alive()
+        device_sections = wanted & {"iio", "domains"}
+        if device_sections and "{device}" not in template:
+            self.notes.append(f"{', '.join(sorted(device_sections))} skipped: the backend "
+                              f"command has no {{device}}")
+            return
+        if "domains" in wanted:
+            self._run_domains(work_dir)
         if "iio" in wanted:
-            if "{device}" not in template:
-                self.notes.append("iio skipped: the backend command has no {device}")
-                return
             device = f"iio,path={make_iio_tree(work_dir)},channel=in_accel"
             try:
                 with running(template, device, work_dir, "iio") as backend, \
@@ -745,6 +805,27 @@ class Run:
             except (RuntimeError, OSError) as error:
                 # A backend without the iio device kind still gets the rest measured.
                 self.notes.append(f"iio not measured: {str(error).strip().splitlines()[-1]}")
+
+    def _run_domains(self, work_dir: Path) -> None:
+        settings = self.settings
+        backends = (
+            (f"cpufreq,policy={make_cpufreq_tree(work_dir)},control=level", "cpufreq",
+             "PERF_LEVEL_SET", perf_level_set),
+            (f"runtime-pm,device={make_device_tree(work_dir)}", "runtime-pm",
+             "POWER_STATE_GET", power_state_get),
+        )
+        for device, tag, label, make in backends:
+            try:
+                with running(settings.backend_cmd, device, work_dir, tag) as backend, \
+                        connect(backend.socket_path, make(0)) as queue:
+                    for repeat in range(settings.repeats):
+                        self.log(f"domains ({tag}) repeat {repeat + 1}/{settings.repeats}")
+                        self.measure_batches(queue, "domains", repeat, ((label, make),))
+                    backend.check_alive()
+            except (RuntimeError, OSError) as error:
+                # A backend without these device kinds still gets the rest measured.
+                self.notes.append(f"{label} not measured: "
+                                  f"{str(error).strip().splitlines()[-1]}")
 
 # --- output ---------------------------------------------------------------------------
 

@@ -41,21 +41,25 @@ class CpufreqDomain(PerformanceDomain):
         self.levels = levels
         self.control = control
         self.transition_latency_us = transition_latency_us
+        # Paths as strings, made once: these are read on every request.
+        self._cur = str(policy / "scaling_cur_freq")
+        self._min = str(policy / "scaling_min_freq")
+        self._max = str(policy / "scaling_max_freq")
+        self._setspeed = str(policy / "scaling_setspeed")
 
     def level(self) -> int:
-        return read_int(self.policy / "scaling_cur_freq")
+        return read_int(self._cur)
 
     def limits(self) -> Limits:
-        return Limits(read_int(self.policy / "scaling_min_freq"),
-                      read_int(self.policy / "scaling_max_freq"))
+        return Limits(read_int(self._min), read_int(self._max))
 
     def set_level(self, khz: int) -> None:
-        write_attribute(self.policy / "scaling_setspeed", str(khz))
+        write_attribute(self._setspeed, str(khz))
 
     def set_limits(self, limits: Limits) -> None:
         # The kernel refuses a minimum above the maximum: move the end that keeps
         # the range valid first.
-        low, high = self.policy / "scaling_min_freq", self.policy / "scaling_max_freq"
+        low, high = self._min, self._max
         if limits.low > read_int(high):
             write_attribute(high, str(limits.high))
             write_attribute(low, str(limits.low))

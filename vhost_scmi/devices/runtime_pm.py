@@ -32,19 +32,21 @@ class RuntimePmDomain(PowerDomain):
         self.name = name
         self.power = device / "power"
         self.controllable = controllable
+        # Paths as strings, made once: these are read on every request.
+        self._status = str(self.power / "runtime_status")
+        self._control = str(self.power / "control")
 
     def is_on(self) -> bool:
-        status = read_attribute(self.power / "runtime_status")
+        status = read_attribute(self._status)
         if status not in STATUSES:
-            raise DeviceError(f"{self.power / 'runtime_status'}: runtime PM status "
-                              f"{status!r}")
-        control = read_attribute(self.power / "control")
+            raise DeviceError(f"{self._status}: runtime PM status {status!r}")
+        control = read_attribute(self._control)
         if control not in ("on", "auto"):
-            raise DeviceError(f"{self.power / 'control'}: {control!r}")
+            raise DeviceError(f"{self._control}: {control!r}")
         return control == "on" or status == "unsupported"
 
     def set_on(self, on: bool) -> None:
-        write_attribute(self.power / "control", "on" if on else "auto")
+        write_attribute(self._control, "on" if on else "auto")
 
 
 def create_runtime_pm_domain(device_dir: str, controllable: bool,
@@ -59,7 +61,6 @@ def create_runtime_pm_domain(device_dir: str, controllable: bool,
     name = check_resource_name(device.name if name is None else name)
     domain = RuntimePmDomain(name, device, controllable)
     try:
-        read_attribute(domain.power / "control")
         domain.is_on()
     except DeviceError as err:
         raise DeviceSpecError(f"device '{device_dir}' has no usable runtime PM: {err}") from err

@@ -178,7 +178,7 @@ def _round_div(value: int, divisor: int) -> int:
     return quotient
 
 
-def read_attribute(path: Path) -> str:
+def read_attribute(path: Path | str) -> str:
     """Return the stripped text of sysfs attribute `path` now.
 
     DeviceError (with the host's errno) when it cannot be opened or read: the
@@ -196,7 +196,7 @@ def read_attribute(path: Path) -> str:
         os.close(fd)
 
 
-def read_int(path: Path) -> int:
+def read_int(path: Path | str) -> int:
     """Return the integer in sysfs attribute `path`; DeviceError if there is none."""
     text = read_attribute(path)
     try:
@@ -205,8 +205,9 @@ def read_int(path: Path) -> int:
         raise DeviceError(f"{path}: not an integer: {text!r}") from None
 
 
-def write_attribute(path: Path, text: str) -> None:
-    """Write `text` to sysfs attribute `path` in one write, and log the change.
+def write_attribute(path: Path | str, text: str) -> None:
+    """Write `text` to sysfs attribute `path` in one write (logged at debug level: the
+    platform logs every host change it makes, by resource and setting).
 
     DeviceError carries the host's errno: EACCES (no permission), EBUSY, EINVAL (the
     driver refused the value), ENOENT (the file vanished)...
@@ -224,4 +225,4 @@ def write_attribute(path: Path, text: str) -> None:
         raise DeviceError(f"{path}: {err.strerror}", err.errno) from err
     finally:
         os.close(fd)
-    log.info("host: wrote %r to %s", text, path)
+    log.debug("host: wrote %r to %s", text, path)
