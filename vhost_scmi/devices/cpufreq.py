@@ -25,7 +25,7 @@ from vhost_scmi.devices.performance import (
     parse_perf_control,
 )
 from vhost_scmi.devices.resource import DeviceSpecError, Resource, check_resource_name
-from vhost_scmi.devices.sysfs import read_attribute, read_int, write_attribute
+from vhost_scmi.devices.sysfs import Attribute, read_attribute, read_int, write_attribute
 
 #: Longest transition latency SCMI can describe (a u16 of microseconds).
 MAX_LATENCY_US = 0xFFFF
@@ -41,17 +41,18 @@ class CpufreqDomain(PerformanceDomain):
         self.levels = levels
         self.control = control
         self.transition_latency_us = transition_latency_us
-        # Paths as strings, made once: these are read on every request.
-        self._cur = str(policy / "scaling_cur_freq")
-        self._min = str(policy / "scaling_min_freq")
-        self._max = str(policy / "scaling_max_freq")
+        # Read on every request: kept open (a read is one pread). Writes are rarer
+        # and open the file each time.
+        self._cur = Attribute(policy / "scaling_cur_freq")
+        self._min = Attribute(policy / "scaling_min_freq")
+        self._max = Attribute(policy / "scaling_max_freq")
         self._setspeed = str(policy / "scaling_setspeed")
 
     def level(self) -> int:
-        return read_int(self._cur)
+        return self._cur.integer()
 
     def limits(self) -> Limits:
-        return Limits(read_int(self._min), read_int(self._max))
+        return Limits(self._min.integer(), self._max.integer())
 
     def set_level(self, khz: int) -> None:
         write_attribute(self._setspeed, str(khz))
@@ -59,13 +60,17 @@ class CpufreqDomain(PerformanceDomain):
     def set_limits(self, limits: Limits) -> None:
         # The kernel refuses a minimum above the maximum: move the end that keeps
         # the range valid first.
-        low, high = self._min, self._max
-        if limits.low > read_int(high):
+        low, high = str(self._min.path), str(self._max.path)
+        if limits.low > self._max.integer():
             write_attribute(high, str(limits.high))
             write_attribute(low, str(limits.low))
         else:
             write_attribute(low, str(limits.low))
             write_attribute(high, str(limits.high))
+
+    def close(self) -> None:
+        for attribute in (self._cur, self._min, self._max):
+            attribute.close()
 
 
 def _levels(policy: Path) -> tuple[int, ...]:
@@ -95,12 +100,9 @@ def create_cpufreq_domain(policy_dir: str, control: PerfControl,
     if not policy.is_dir():
         raise DeviceSpecError(f"cpufreq policy '{policy_dir}' is not a directory")
     levels = _levels(policy)
-    needed = ["scaling_cur_freq", "scaling_min_freq", "scaling_max_freq"]
     if control is PerfControl.LEVEL:
-        needed.append("scaling_setspeed")
-    for file in needed:
         try:
-            read_attribute(policy / file)
+            read_attribute(policy / "scaling_setspeed")
         except DeviceError as err:
             raise DeviceSpecError(f"cpufreq policy '{policy_dir}': {err}") from err
     try:
@@ -109,7 +111,14 @@ def create_cpufreq_domain(policy_dir: str, control: PerfControl,
         latency_ns = 0
     latency_us = min(max(latency_ns, 0) // 1000, MAX_LATENCY_US)
     name = check_resource_name(policy.name if name is None else name)
-    return CpufreqDomain(name, policy, levels, control, latency_us)
+    domain = CpufreqDomain(name, policy, levels, control, latency_us)
+    try:
+        domain.level()
+        domain.limits()
+    except DeviceError as err:
+        domain.close()
+        raise DeviceSpecError(f"cpufreq policy '{policy_dir}': {err}") from err
+    return domain
 
 
 def _create(props: Mapping[str, str]) -> list[Resource]:

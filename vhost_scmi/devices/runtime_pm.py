@@ -19,7 +19,7 @@ from pathlib import Path
 from vhost_scmi.devices.kind import DeviceKind, Property
 from vhost_scmi.devices.power_domain import DeviceError, PowerDomain, parse_power_control
 from vhost_scmi.devices.resource import DeviceSpecError, Resource, check_resource_name
-from vhost_scmi.devices.sysfs import read_attribute, write_attribute
+from vhost_scmi.devices.sysfs import Attribute, write_attribute
 
 #: Every runtime_status of a device whose runtime PM works.
 STATUSES = frozenset({"active", "resuming", "suspended", "suspending", "unsupported"})
@@ -32,21 +32,29 @@ class RuntimePmDomain(PowerDomain):
         self.name = name
         self.power = device / "power"
         self.controllable = controllable
-        # Paths as strings, made once: these are read on every request.
-        self._status = str(self.power / "runtime_status")
-        self._control = str(self.power / "control")
+        # Read on every request: kept open (a read is one pread).
+        self._status = Attribute(self.power / "runtime_status")
+        try:
+            self._control = Attribute(self.power / "control")
+        except BaseException:
+            self._status.close()
+            raise
 
     def is_on(self) -> bool:
-        status = read_attribute(self._status)
+        status = self._status.text()
         if status not in STATUSES:
-            raise DeviceError(f"{self._status}: runtime PM status {status!r}")
-        control = read_attribute(self._control)
+            raise DeviceError(f"{self._status.path}: runtime PM status {status!r}")
+        control = self._control.text()
         if control not in ("on", "auto"):
-            raise DeviceError(f"{self._control}: {control!r}")
+            raise DeviceError(f"{self._control.path}: {control!r}")
         return control == "on" or status == "unsupported"
 
     def set_on(self, on: bool) -> None:
-        write_attribute(self._control, "on" if on else "auto")
+        write_attribute(self._control.path, "on" if on else "auto")
+
+    def close(self) -> None:
+        self._status.close()
+        self._control.close()
 
 
 def create_runtime_pm_domain(device_dir: str, controllable: bool,
@@ -59,10 +67,14 @@ def create_runtime_pm_domain(device_dir: str, controllable: bool,
     if not device.is_dir():
         raise DeviceSpecError(f"device '{device_dir}' is not a directory")
     name = check_resource_name(device.name if name is None else name)
-    domain = RuntimePmDomain(name, device, controllable)
+    try:
+        domain = RuntimePmDomain(name, device, controllable)
+    except DeviceSpecError as err:
+        raise DeviceSpecError(f"device '{device_dir}' has no usable runtime PM: {err}") from err
     try:
         domain.is_on()
     except DeviceError as err:
+        domain.close()
         raise DeviceSpecError(f"device '{device_dir}' has no usable runtime PM: {err}") from err
     return domain
 

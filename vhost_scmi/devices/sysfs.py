@@ -13,6 +13,7 @@ its inode, so a file replaced later (by a FIFO or anything else) reads as remove
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -56,7 +57,7 @@ class Attribute:
         try:
             return os.pread(self.fd, MAX_ATTRIBUTE, 0)
         except OSError as err:
-            raise DeviceError(f"{self.path}: {err.strerror}") from err
+            raise DeviceError(f"{self.path}: {err.strerror}", err.errno) from err
 
     def check(self) -> None:
         """Raise DeviceError if the file has been removed.
@@ -67,9 +68,23 @@ class Attribute:
         try:
             removed = os.fstat(self.fd).st_nlink == 0
         except OSError as err:
-            raise DeviceError(f"{self.path}: {err.strerror}") from err
+            raise DeviceError(f"{self.path}: {err.strerror}", err.errno) from err
         if removed:
-            raise DeviceError(f"{self.path}: removed")
+            raise DeviceError(f"{self.path}: removed", errno.ENOENT)
+
+    def text(self) -> str:
+        """Return the attribute's current stripped text, checking first that the file
+        is still there; DeviceError (with errno) when it is gone."""
+        self.check()
+        return self.read().decode(errors="replace").strip()
+
+    def integer(self) -> int:
+        """Return the integer the attribute holds now; DeviceError if it holds none."""
+        text = self.text()
+        try:
+            return int(text)
+        except ValueError:
+            raise DeviceError(f"{self.path}: not an integer: {text!r}") from None
 
     def close(self) -> None:
         if self.fd >= 0:
