@@ -26,6 +26,9 @@ with atheris.instrument_imports():
     from vhost_scmi.scmi.codec import pack_header
 
     from vhost_scmi.devices.fake import FakeAccelerometer
+    from vhost_scmi.devices.fake_perf import FakePerformanceDomain
+    from vhost_scmi.devices.fake_power import FakePowerDomain
+    from vhost_scmi.devices.performance import PerfControl
     from vhost_scmi.devices.sensor import DeviceError, Sensor, Unit
     from vhost_scmi.scmi.dispatcher import build_dispatcher
     from vhost_scmi.scmi.status import Status
@@ -60,7 +63,12 @@ class InternalErrors(logging.Handler):
 
 
 FLAKY = FlakySensor("flaky")
-DISPATCHER = build_dispatcher([FakeAccelerometer(), FLAKY, FakeAccelerometer("fake2")])
+DISPATCHER = build_dispatcher([
+    FakeAccelerometer(), FLAKY, FakeAccelerometer("fake2"),
+    FakePerformanceDomain("cpu", (600000, 1200000, 1800000), PerfControl.LEVEL),
+    FakePerformanceDomain("a-long-named-performance-domain", (1, 2), PerfControl.LIMITS),
+    FakePowerDomain("pd", controllable=True), FakePowerDomain("pd-read-only"),
+])
 ROUTES = sorted((protocol_id, sorted(protocol.messages))
                 for protocol_id, protocol in DISPATCHER.protocols.items())
 STATUSES = {int(status) for status in Status}
