@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
-from scmi_helpers import LINUX_RESPONSE, command, response, u32s
+from scmi_helpers import LINUX_RESPONSE, command, header, response, u32s
 
 from vhost_scmi.devices.cpufreq import CpufreqDomain
 from vhost_scmi.devices.fake_perf import FakePerformanceDomain
@@ -18,6 +19,8 @@ from vhost_scmi.devices.fake_power import FakePowerDomain
 from vhost_scmi.devices.performance import DeviceError, Limits, PerfControl
 from vhost_scmi.devices.runtime_pm import RuntimePmDomain
 from vhost_scmi.devices.spec import DeviceSpecError, create_resources
+from vhost_scmi.platform.arbitration import Arbiter
+from vhost_scmi.platform.view import AgentView
 from vhost_scmi.scmi.dispatcher import build_dispatcher
 from vhost_scmi.scmi.status import Status
 
@@ -298,3 +301,22 @@ def test_bad_spec_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "not a directory" in result.stderr
+
+
+def test_two_agents_on_one_cpufreq_policy_the_host_gets_the_higher_request(
+        tmp_path: Path) -> None:
+    directory = policy(tmp_path)
+    resources = create_resources([f"cpufreq,policy={directory},control=level"])
+    arbiter = Arbiter()
+    one, two = (build_dispatcher(AgentView(resources=resources, agent_id=agent,
+                                           agent_names=("platform", "vm1", "vm2"),
+                                           arbiter=arbiter)) for agent in (1, 2))
+    assert ask(one, PERF, 0xA, 0, 1) == response(PERF, 0xA, 0)  # vm1 subscribes
+    assert ask(one, PERF, 0x7, 0, 1200000) == response(PERF, 0x7, 0)
+    assert ask(two, PERF, 0x7, 0, 1800000) == response(PERF, 0x7, 0)
+    assert text(directory / "scaling_setspeed") == "1800000"
+    assert ask(one, PERF, 0x7, 0, 600000) == response(PERF, 0x7, 0)
+    assert text(directory / "scaling_setspeed") == "1800000"
+    # vm1 is told of vm2's change: PERF_LEVEL_CHANGED (agent 2, domain 0, level).
+    assert one.take_events(0.0) == [struct.pack("<I", header(PERF, 0x1, message_type=3))
+                                    + u32s(2, 0, 1800000)]
