@@ -60,6 +60,9 @@ VERSION = 0x40000
 MAX_PENDING_EVENTS = 64
 EXTENDED_NAME_SIZE = 64
 SHORT_NAME_LENGTH = 15
+#: Most levels a Linux 6.12 guest takes per domain (its MAX_OPPS): it rejects a domain
+#: with more.
+LINUX_MAX_LEVELS = 32
 
 
 class PerfMessage(IntEnum):
@@ -113,6 +116,9 @@ class _Domain:
         self.id = domain_id
         self.domain = domain
         self.levels = domain.levels
+        if len(self.levels) > LINUX_MAX_LEVELS:
+            log.warning("performance domain %s has %d levels: Linux guests take at most %d",
+                        domain.name, len(self.levels), LINUX_MAX_LEVELS)
         allowed = platform.may_control(domain)
         self.can_set_level = allowed and domain.control is PerfControl.LEVEL
         self.can_set_limits = allowed and domain.control is PerfControl.LIMITS
