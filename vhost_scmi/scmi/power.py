@@ -58,7 +58,8 @@ ASYNC_FLAG = 1
 
 
 class PowerMessage(IntEnum):
-    """Power domain management message ids (0x7 was dropped from the protocol in 3.0)."""
+    """Power domain management message ids. 0x7 (POWER_STATE_CHANGE_REQUESTED_NOTIFY of
+    version 2) is not implemented: Linux never sends it."""
 
     DOMAIN_ATTRIBUTES = 0x3
     STATE_SET = 0x4
