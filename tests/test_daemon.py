@@ -356,3 +356,13 @@ def test_log_level_follows_rust_log_unless_the_option_says(
     log = daemon.log()
     assert (" DEBUG " in log) is debug_logged, log
     assert ("serving " in log) is info_logged, log
+
+
+@pytest.mark.parametrize(("devices", "text"), [(["-d", "fake"], "with 1 sensor\n"),
+                                               (["-d", "fake", "-d", "fake"], "with 2 sensors\n")])
+def test_start_up_log_counts_sensors_in_words(start_daemon, devices: list[str],
+                                              text: str) -> None:
+    daemon = start_daemon(*devices)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit() == 0
+    assert text in daemon.log(), daemon.log()

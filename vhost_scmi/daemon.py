@@ -477,7 +477,8 @@ def run(sensors: list[Sensor], *, paths: Sequence[str] = (),
                     endpoints.append(endpoint)
                     loop.add(endpoint)
                 names = ", ".join(socket_.name for socket_ in served)
-                log.info("serving %s with %d sensors", names, len(sensors))
+                log.info("serving %s with %d sensor%s", names, len(sensors),
+                         "" if len(sensors) == 1 else "s")
                 ready = notifier.notify("READY=1", f"STATUS=serving {names}")
                 try:
                     loop.run()
