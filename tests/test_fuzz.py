@@ -8,12 +8,14 @@ inputs. The long runs and the bounds-checked build are described in fuzz/README.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from prerequisites import require
 
 FUZZ_DIR = Path(__file__).resolve().parent.parent / "fuzz"
 SECONDS = 45
@@ -28,6 +30,8 @@ TARGETS = {
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
 def test_short_fuzz_run(target: str, tmp_path: Path) -> None:
+    require(importlib.util.find_spec("atheris"), "atheris (the fuzzing engine, the [fuzz] "
+            "extra) is not installed")
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     result = subprocess.run(

@@ -8,6 +8,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from prerequisites import require
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -19,6 +21,8 @@ def test_committed_man_page_matches_the_parser() -> None:
 
 def test_man_page_is_installed() -> None:
     installed = Path(sysconfig.get_path("data")) / "share" / "man" / "man1" / "vhost-device-scmi.1"
+    require(installed.exists(), f"the package is not installed under {sys.prefix} "
+            f"(no {installed})")
     assert installed.read_text() == (ROOT / "man" / "vhost-device-scmi.1").read_text()
 
 

@@ -22,6 +22,7 @@ library, because the build runs it as a plain script to generate the descriptor:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sysconfig
@@ -67,6 +68,31 @@ def to_json(document: dict[str, Any]) -> str:
 def default_binary() -> str:
     """Where pip installs the console script for the running interpreter."""
     return os.path.join(sysconfig.get_path("scripts"), PROG)
+
+
+def user_descriptor_dir() -> str:
+    """The per-user directory QEMU's management tools search for descriptors:
+    $XDG_CONFIG_HOME/qemu/vhost-user, by default ~/.config/qemu/vhost-user."""
+    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(config, "qemu", "vhost-user")
+
+
+def write_descriptor(directory: str, binary: str, version: str | None = None) -> str:
+    """Write the descriptor for the program at `binary` into `directory` (created if
+    missing), replacing any older one atomically; return the file's path."""
+    text = to_json(descriptor(binary, version))
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, DESCRIPTOR_NAME)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(temporary, "w", encoding="utf-8") as output:
+            output.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -152,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
              "specification, and exit; every other option is ignored",
     )
     parser.add_argument(
+        "--write-descriptor", metavar="DIR", nargs="?", const="",
+        help="write the vhost-user backend descriptor naming this program "
+             f"({backend_info.DESCRIPTOR_NAME}) into DIR, by default "
+             "$XDG_CONFIG_HOME/qemu/vhost-user where QEMU's management tools look "
+             "(~/.config/qemu/vhost-user), and exit",
+    )
+    parser.add_argument(
         "--log-level", choices=[name for name in LEVELS if name != "off"],
         help="log level on standard error (default: RUST_LOG, else info)",
     )
@@ -192,6 +199,27 @@ def _socket_sources(parser: argparse.ArgumentParser, args: argparse.Namespace
                  "(or a socket passed by systemd socket activation)")
 
 
+def _running_program() -> str:
+    """The absolute path of this program: the console script that was run, else the one
+    installed beside the interpreter (`python -m vhost_scmi`)."""
+    import os
+
+    if os.path.basename(sys.argv[0]) == PROG and os.path.isfile(sys.argv[0]):
+        return os.path.abspath(sys.argv[0])
+    return backend_info.default_binary()
+
+
+def _write_descriptor(directory: str) -> int:
+    try:
+        path = backend_info.write_descriptor(directory or backend_info.user_descriptor_dir(),
+                                             _running_program(), __version__)
+    except OSError as error:
+        sys.stderr.write(f"{PROG}: error: cannot write the descriptor: {error}\n")
+        return 1
+    sys.stdout.write(f"{path}\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the daemon as the command line asks; return the exit status."""
     if asks_for_capabilities(sys.argv[1:] if argv is None else argv):
@@ -205,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_capabilities:  # an abbreviation of the option
         sys.stdout.write(backend_info.to_json(backend_info.capabilities()))
         return 0
+    if args.write_descriptor is not None:
+        return _write_descriptor(args.write_descriptor)
     paths, fds = _socket_sources(parser, args)
     setup_logging(args.log_level)
     try:

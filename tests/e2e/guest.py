@@ -31,7 +31,6 @@ from .qmp import QmpClient, QmpError
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_HINT = "run tools/install-test-deps (as root) to install QEMU and the guest's pieces"
-INSTALL_DEPS = REPO / "tools" / "install-test-deps"
 BUILD_KERNEL = REPO / "kernel" / "guest" / "build-kernel"
 
 #: The machine every test boots: the device tree is dumped from exactly this.
@@ -244,16 +243,9 @@ def dtb_with(image: GuestImage, nodes: str) -> Path:
 def prepare_guest() -> GuestImage:
     """Find QEMU, the kernel and busybox, and make the device tree; cached on disk.
 
-    When something is missing and we are root, tools/install-test-deps installs it (Debian
-    packages) and the search is tried once more. Raises GuestSetupError naming what is
-    missing and how to install it.
+    Installs nothing (tools/run-tests runs tools/install-test-deps first). Raises
+    GuestSetupError naming what is missing and how to install it.
     """
-    try:
-        return _prepare_guest()
-    except GuestSetupError:
-        if os.geteuid() != 0:
-            raise
-    _run([INSTALL_DEPS], "installing the guest test dependencies (tools/install-test-deps)")
     return _prepare_guest()
 
 
