@@ -669,3 +669,36 @@ def test_linux_probe_sequence_for_scmi_iio() -> None:
     client.continuous_update_notify(0, True)
     # scmi-hwmon: a scalar temperature it can read without enabling.
     assert (sensors[1].unit, sensors[1].axis_count) == (Unit.DEGREES_C, 0)
+
+
+# --- ScmiClient.sensor_enabled: enable for a read, as Linux's scmi_iio does ----------------
+
+def test_sensor_enabled_enables_a_disabled_sensor_then_restores_it() -> None:
+    _, client = make(FakeAccelerometer())
+    assert client.config_get(0) == DEFAULT_CONFIG  # a vector sensor starts disabled
+    with client.sensor_enabled(0):
+        assert client.config_get(0) == DEFAULT_CONFIG | 1
+        assert len(client.read(0)) == 3
+    assert client.config_get(0) == DEFAULT_CONFIG
+
+
+def test_sensor_enabled_leaves_an_enabled_sensor_alone() -> None:
+    _, client = make(temperature(values=[1]))
+    before = client.config_get(0)
+    assert before & 1  # a scalar sensor starts enabled
+    with client.sensor_enabled(0):
+        assert client.config_get(0) == before
+    assert client.config_get(0) == before
+
+
+def test_sensor_enabled_restores_when_the_block_fails() -> None:
+    _, client = make(FakeAccelerometer())
+    with pytest.raises(KeyError), client.sensor_enabled(0):
+        raise KeyError("the block failed")
+    assert client.config_get(0) == DEFAULT_CONFIG
+
+
+def test_sensor_enabled_reports_a_sensor_that_does_not_exist() -> None:
+    _, client = make(FakeAccelerometer())
+    with pytest.raises(ScmiStatusError, match="NOT_FOUND"), client.sensor_enabled(7):
+        pass

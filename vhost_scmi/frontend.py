@@ -3,7 +3,8 @@
 
 Connects to any vhost-user SCMI device back-end (this one, rust-vmm's, ...) as a
 VMM would, with memfd guest memory and real virtqueues, then prints the platform's
-vendor, its protocols, every sensor with its unit and axes, and one reading of each.
+vendor, its protocols, every sensor with its unit and axes, and one reading of each
+(enabling a disabled sensor for the reading, as Linux does, and disabling it again).
 A way to check a back-end without booting a virtual machine.
 """
 
@@ -62,7 +63,8 @@ def describe(client: ScmiClient, out: TextIO) -> None:
             out.write(f"  {sensor.id}: {sensor.name}, "
                       f"{unit_name(sensor.unit, sensor.exponent)}\n")
         try:
-            readings = client.read(sensor.id)
+            with client.sensor_enabled(sensor.id):
+                readings = client.read(sensor.id)
         except ScmiStatusError as error:
             out.write(f"       reading failed: {error}\n")
             continue

@@ -486,7 +486,7 @@ class CommandQueue:
         """Write `requests` into guest memory, replacing the previous ones."""
         if len(requests) > self.size:
             raise ValueError(f"{len(requests)} requests, the queue holds {self.size}")
-        self._release()
+        self.release()
         self.heads = [self.queue.add(request, RESPONSE_ROOM, indirect=self.indirect)
                       for request in requests]
 
@@ -509,7 +509,8 @@ class CommandQueue:
         written = {c.head: c.data for c in self.queue.collect(free=False)}
         return [written.get(head, b"") for head in self.heads]
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Free the loaded chains, so that other requests can be sent on the queue."""
         # Chains are only freed by collecting them: run them once more.
         if not self.heads:
             return
@@ -524,9 +525,14 @@ class CommandQueue:
 @contextmanager
 def connect(socket_path: str, probe: bytes | None = None) -> Iterator[CommandQueue]:
     """Connect the in-tree frontend as a VMM would and check the device answers SCMI:
-    sensor 0 can be read, or `probe` (a request) is answered SUCCESS."""
+    sensor 0 can be read, or `probe` (a request) is answered SUCCESS.
+
+    Without `probe`, sensor 0, the one measured, is enabled for the session if it is not
+    (as Linux's scmi_iio does before reading; some backends refuse to read a disabled
+    sensor), and its configuration is restored at the end."""
     # A backend serves one VMM at a time and may refuse a connection that races the
-    # close of the previous one (the start-up probe): try again, as a VMM would.
+    # close of the previous one (the start-up probe), or, like the Rust daemon, remove
+    # and re-create its socket file between two VMMs: try again, as a VMM would.
     deadline = time.monotonic() + 2.0
     while True:
         ram = GuestRam()
@@ -535,7 +541,7 @@ def connect(socket_path: str, probe: bytes | None = None) -> Iterator[CommandQue
             frontend = VhostUserFrontend(socket_path)
             cmdq, _eventq = frontend.setup(ram, queue_count=2, queue_size=QUEUE_SIZE)
             break
-        except (FrontendError, ConnectionError) as error:
+        except (FrontendError, ConnectionError, FileNotFoundError) as error:
             if frontend is not None:
                 frontend.close()
             ram.close()
@@ -544,12 +550,19 @@ def connect(socket_path: str, probe: bytes | None = None) -> Iterator[CommandQue
             time.sleep(0.01)
     try:
         client = ScmiClient(lambda request: cmdq.transact(request, RESPONSE_ROOM))
+        indirect = bool(frontend.features & bit(VirtioFeature.RING_INDIRECT_DESC))
         if probe is not None:
             check_response(probe, cmdq.transact(probe, RESPONSE_ROOM))
-        elif client.sensor_count() < 1 or not client.read(0):
+            yield CommandQueue(cmdq, indirect)
+            return
+        if client.sensor_count() < 1:
             raise BenchError("the backend has no sensor to read")
-        indirect = bool(frontend.features & bit(VirtioFeature.RING_INDIRECT_DESC))
-        yield CommandQueue(cmdq, indirect)
+        with client.sensor_enabled(0):
+            if not client.read(0):
+                raise BenchError("the backend has no sensor to read")
+            commands = CommandQueue(cmdq, indirect)
+            yield commands
+            commands.release()  # room on the queue for the request restoring the sensor
     except (FrontendError, ScmiProtocolError, ScmiStatusError) as error:
         raise BenchError(f"frontend: {error}") from error
     finally:

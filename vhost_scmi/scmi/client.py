@@ -10,7 +10,8 @@ status raises `ScmiStatusError`, a malformed response `ScmiProtocolError`.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from vhost_scmi.devices.sensor import ExtendedAttributes
@@ -412,6 +413,31 @@ class ScmiClient:
 
     def config_set(self, sensor_id: int, config: int) -> None:
         self.request(ProtocolId.SENSOR, SensorMessage.CONFIG_SET, U32X2.pack(sensor_id, config))
+
+    @contextmanager
+    def sensor_enabled(self, sensor_id: int) -> Iterator[None]:
+        """Have `sensor_id` enabled inside the block, as Linux's scmi_iio enables a sensor
+        before reading it (some platforms refuse SENSOR_READING_GET on a disabled one);
+        afterwards its previous configuration is restored if it was changed. A platform
+        without SENSOR_CONFIG_GET/SET (NOT_SUPPORTED) leaves the sensor as it is."""
+        try:
+            config = self.config_get(sensor_id)
+        except ScmiStatusError as error:
+            if error.status != Status.NOT_SUPPORTED:
+                raise
+            config = None
+        changed = config is not None and not config & 1 << SensorBits.ENABLED
+        if changed:
+            self.config_set(sensor_id, config | 1 << SensorBits.ENABLED)
+        try:
+            yield
+        except BaseException:
+            if changed:  # best effort: the block's error is the one to report
+                with suppress(Exception):
+                    self.config_set(sensor_id, config)
+            raise
+        if changed:
+            self.config_set(sensor_id, config)
 
     def continuous_update_notify(self, sensor_id: int, enable: bool) -> None:
         self.request(ProtocolId.SENSOR, SensorMessage.CONTINUOUS_UPDATE_NOTIFY,
