@@ -8,6 +8,7 @@ without leaks, malformed rings from a hostile guest, signals, and the socket fil
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import socket
@@ -16,6 +17,7 @@ import struct
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import Daemon
@@ -366,3 +368,37 @@ def test_start_up_log_counts_sensors_in_words(start_daemon, devices: list[str],
     daemon.signal(signal.SIGTERM)
     assert daemon.wait_exit() == 0
     assert text in daemon.log(), daemon.log()
+
+
+def journal_daemon(start_daemon, short_tmp: Path, stream_of_log: bool) -> str:
+    """Run the daemon (debug level) through a handshake and a SIGTERM; return its log.
+    JOURNAL_STREAM names its stderr file when `stream_of_log`, else another file."""
+    log_path = short_tmp / "daemon0.log"  # the path start_daemon gives the first daemon
+    log_path.write_bytes(b"")
+    other = short_tmp / "other"
+    other.write_bytes(b"")
+    named = os.stat(log_path if stream_of_log else other)
+    env = {**os.environ, "JOURNAL_STREAM": f"{named.st_dev}:{named.st_ino}"}
+    daemon = start_daemon("-d", "fake", "--log-level", "debug", env=env)
+    with daemon.session():
+        pass
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit() == 0
+    return daemon.log()
+
+
+def test_log_lines_carry_their_priority_when_stderr_is_the_journal(start_daemon,
+                                                                    short_tmp: Path) -> None:
+    log = journal_daemon(start_daemon, short_tmp, stream_of_log=True)
+    lines = log.splitlines()
+    assert lines and all(re.match(r"<[2-7]>\[[A-Z]+ [\w.]+\] ", line) for line in lines), log
+    assert any(line.startswith("<6>[INFO ") and "serving " in line for line in lines), log
+    assert any(line.startswith("<7>[DEBUG ") for line in lines), log
+    assert not re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", log), "time stamped twice"
+
+
+def test_log_lines_keep_their_time_stamp_when_stderr_is_not_the_journal(
+        start_daemon, short_tmp: Path) -> None:
+    log = journal_daemon(start_daemon, short_tmp, stream_of_log=False)
+    assert log.startswith("[") and "<6>" not in log
+    assert re.search(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO ", log, re.MULTILINE), log
