@@ -17,7 +17,7 @@ from vhost_scmi.bench import floor
 
 # Tiny counts: every section runs, in seconds.
 TINY = ["--repeats", "2", "--rounds", "40", "--batches", "2", "--batch-sizes", "8,32",
-        "--footprint-requests", "3000", "--idle-seconds", "0.3"]
+        "--footprint-requests", "3000", "--idle-seconds", "0.3", "--vmm-counts", "1,3"]
 
 
 def run_bench(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -108,6 +108,25 @@ def test_footprint_is_plausible(report: dict) -> None:
     replied = figs["exec to first vhost-user reply"]
     assert 0 < accepting["median"] < 30_000  # ms
     assert all(a <= r for a, r in zip(accepting["samples"], replied["samples"], strict=True))
+
+
+def test_rss_with_several_vmms_of_one_backend(report: dict) -> None:
+    figs = figures(report, "footprint")
+    one, three = figs["RSS with 1 VMM connected"], figs["RSS with 3 VMMs connected"]
+    assert 1 < one["median"] < 1024 and 1 < three["median"] < 1024
+    assert one["target"].startswith("≤ 12 MiB"), one["target"]
+
+
+def test_rss_with_several_vmms_sums_one_backend_per_vmm() -> None:
+    """Another backend (here ours through another command) gets one process per VMM:
+    two processes hold more than one."""
+    result = run_bench("--json", "--only", "footprint", "--repeats", "1",
+                       "--footprint-requests", "100", "--vmm-counts", "1,2", "--backend-cmd",
+                       f"{sys.executable} -P -m vhost_scmi -s {{socket}} -d {{device}}")
+    assert result.returncode == 0, result.stderr
+    figs = figures(json.loads(result.stdout), "footprint")
+    one, two = figs["RSS with 1 VMM connected"], figs["RSS with 2 VMMs connected"]
+    assert two["median"] > 1.5 * one["median"], (one, two)
 
 
 def test_idle_counts_cpu_time_of_a_live_backend(report: dict) -> None:

@@ -17,7 +17,9 @@ domains     batched PERF_LEVEL_SET of a `cpufreq` domain (control=level; each re
             changes the level: a host write) and POWER_STATE_GET of a `runtime-pm`
             domain, over sysfs-shaped files on tmpfs;
 idle        the backend's CPU time over a few idle seconds with a VMM connected;
-footprint   RSS after many requests, and the time from exec to the socket accepting.
+footprint   RSS after many requests; RSS with N VMMs connected at once (N = 1, 10, 50: one
+            backend serving N sockets with --backend-multi-cmd, else N backends, their
+            RSS summed); the time from exec to the socket accepting.
 
 Every figure is repeated and reported as its median and spread, and as a ratio to
 the floor measured in the same run (same repeat where both are repeated): the
@@ -41,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -65,6 +67,8 @@ def _own_daemon() -> str:
 
 
 DEFAULT_BACKEND_CMD = f"{_own_daemon()} -s {{socket}} -d {{device}}"
+#: One backend serving {count} sockets, {socket}0 ... {socket}<count-1>.
+DEFAULT_MULTI_CMD = f"{_own_daemon()} -s {{socket}} -c {{count}} -d {{device}}"
 SECTIONS = ("floor", "roundtrip", "batched", "iio", "domains", "idle", "footprint")
 
 # How long a backend may take to start before the harness gives up.
@@ -87,6 +91,9 @@ class Settings:
     footprint_requests: int = 1_000_000
     idle_seconds: float = 5.0
     work_dir: str = "/dev/shm"
+    #: Command serving several sockets from one backend; "" starts one backend per VMM.
+    multi_cmd: str = DEFAULT_MULTI_CMD
+    vmm_counts: tuple[int, ...] = (1, 10, 50)
 
     @classmethod
     def quick(cls) -> Settings:
@@ -250,12 +257,16 @@ class Backend:
     (its pid is the one measured and pinned).
     """
 
-    def __init__(self, template: str, device: str, work_dir: Path, tag: str) -> None:
-        self.socket_path = str(work_dir / f"{tag}.sock")
+    def __init__(self, template: str, device: str, work_dir: Path, tag: str,
+                 count: int | None = None) -> None:
+        base = str(work_dir / f"{tag}.sock")
+        #: The sockets served: {socket}, or {socket}0 ... with {count} sockets.
+        self.socket_paths = [base] if count is None else [f"{base}{i}" for i in range(count)]
+        self.socket_path = self.socket_paths[0]
         self.log_path = work_dir / f"{tag}.log"
         # Plain replacement, not str.format: other braces in the command stay as they are.
-        self.argv = [arg.replace("{socket}", self.socket_path).replace("{device}", device)
-                     for arg in shlex.split(template)]
+        self.argv = [arg.replace("{socket}", base).replace("{device}", device)
+                     .replace("{count}", str(count)) for arg in shlex.split(template)]
         self.process: subprocess.Popen | None = None
         self.started_at = 0.0
 
@@ -750,6 +761,33 @@ class Run:
         self.record("footprint", f"peak RSS after {count:,} requests", "MiB",
                     after["VmHWM"] / 1024, ref=None, to_us=None)
 
+    def measure_vmms(self, work_dir: Path) -> None:
+        """RSS of the backend(s) with N VMMs connected at once, each having read a sensor."""
+        for count in self.settings.vmm_counts:
+            self.log(f"footprint: {count} VMMs connected")
+            with ExitStack() as stack:
+                if self.settings.multi_cmd:
+                    backends = [Backend(self.settings.multi_cmd, "fake", work_dir,
+                                        f"vmms{count}", count)]
+                else:
+                    backends = [Backend(self.settings.backend_cmd, "fake", work_dir,
+                                        f"vmms{count}-{i}") for i in range(count)]
+                for backend in backends:
+                    stack.callback(backend.stop)
+                    backend.start()
+                for backend in backends:
+                    backend.wait_accepting()
+                for backend in backends:
+                    for path in backend.socket_paths:
+                        stack.enter_context(connect(path))
+                rss = sum(memory_kib(backend.pid)["VmRSS"] for backend in backends)
+                for backend in backends:
+                    backend.check_alive()
+            vmms = "VMM" if count == 1 else "VMMs"
+            self.record("footprint", f"RSS with {count} {vmms} connected", "MiB", rss / 1024,
+                        ref=None, to_us=None,
+                        target=(12.0, "value") if count == 1 else None)
+
     def measure_start(self, work_dir: Path, repeat: int) -> None:
         backend = Backend(self.settings.backend_cmd, "fake", work_dir, f"start{repeat}")
         backend.start()
@@ -798,6 +836,8 @@ class Run:
                     self.log(f"footprint: {settings.footprint_requests:,} requests")
                     self.measure_footprint(queue, backend)
                 backend.check_alive()
+            if "footprint" in wanted:
+                self.measure_vmms(work_dir)
         device_sections = wanted & {"iio", "domains"}
         if device_sections and "{device}" not in template:
             self.notes.append(f"{', '.join(sorted(device_sections))} skipped: the backend "
@@ -930,6 +970,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="command starting the backend; {socket} is replaced by the socket path and "
              "{device} by the device spec (fake, or iio,path=...) "
              f"(default: {DEFAULT_BACKEND_CMD!r})")
+    parser.add_argument(
+        "--backend-multi-cmd", metavar="TEMPLATE",
+        help="command starting one backend that serves {count} sockets, named {socket}0 "
+             "to {socket}<count-1>, for the RSS with N VMMs figures; '' starts one "
+             "--backend-cmd per VMM (default: "
+             f"{DEFAULT_MULTI_CMD!r} with the default --backend-cmd, else '')")
+    parser.add_argument("--vmm-counts", metavar="N,N",
+                        help="VMMs connected at once for the RSS figures (default "
+                             f"{','.join(map(str, defaults.vmm_counts))})")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--quick", action="store_true",
                         help=f"small counts (repeats {quick.repeats}, rounds {quick.rounds}, "
@@ -960,6 +1009,12 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace) -> Settings:
     settings = Settings.quick() if args.quick else Settings()
     settings.backend_cmd = args.backend_cmd
+    if args.backend_multi_cmd is not None:
+        settings.multi_cmd = args.backend_multi_cmd
+    elif args.backend_cmd != DEFAULT_BACKEND_CMD:
+        settings.multi_cmd = ""  # another backend: one process per VMM
+    if args.vmm_counts:
+        settings.vmm_counts = tuple(int(count) for count in args.vmm_counts.split(","))
     for name in ("repeats", "rounds", "batches", "footprint_requests", "idle_seconds",
                  "work_dir"):
         value = getattr(args, name)
@@ -975,7 +1030,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         settings.sections = sections
     if settings.repeats < 1 or settings.rounds < 1 or settings.batches < 1 \
             or settings.footprint_requests < 0 or settings.idle_seconds < 0 \
-            or any(size < 1 for size in settings.batch_sizes):
+            or any(size < 1 for size in settings.batch_sizes) \
+            or any(count < 1 for count in settings.vmm_counts):
         raise ValueError("counts must be positive")
     return settings
 
