@@ -122,3 +122,43 @@ def test_socket_count_names_sockets_as_the_other_vhost_device_daemons() -> None:
     assert socket_paths("/run/vm.sock", None) == ["/run/vm.sock"]
     assert socket_paths("/run/vm.sock", 3) == ["/run/vm.sock0", "/run/vm.sock1",
                                                 "/run/vm.sock2"]
+
+
+def test_start_up_imports_only_what_serving_needs(tmp_path) -> None:
+    """The running path imports what it needs when it needs it: the device kinds not
+    named on the command line, and what only --help-devices, --print-capabilities,
+    --write-descriptor or a sensor reconfiguration use, stay unimported."""
+    code = ("import sys\n"
+            "from vhost_scmi import cli, daemon\n"
+            "from vhost_scmi.devices.spec import create_sensors\n"
+            "from vhost_scmi.scmi.dispatcher import build_dispatcher\n"
+            "build_dispatcher(create_sensors(['fake']))\n"
+            "print(' '.join(sorted(sys.modules)))\n")
+    result = subprocess.run([sys.executable, "-P", "-S", "-c",
+                             f"import sys; sys.path[:0] = {sys.path!r}\n" + code],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split())
+    assert "vhost_scmi.devices.fake" in loaded
+    for module in ("vhost_scmi.devices.iio", "vhost_scmi.devices.hwmon", "decimal",
+                   "fractions", "json", "sysconfig", "vhost_scmi.frontend",
+                   "vhost_scmi.scmi.client"):
+        assert module not in loaded, module
+
+
+@pytest.mark.parametrize("module", ["vhost_scmi", "vhost_scmi.bench", "vhost_scmi.frontend"])
+def test_python_dash_m_in_the_source_tree_says_what_to_run(module: str) -> None:
+    """In the checkout the unbuilt source tree shadows the installed package: one line
+    says so and gives the command that works."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=root,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"`python -P -m {module}`" in result.stderr
+    works = subprocess.run([sys.executable, "-P", "-m", module, "--help"], cwd=root,
+                           capture_output=True, text=True, timeout=60)
+    assert works.returncode == 0 and works.stdout.startswith("usage:"), works.stderr

@@ -21,12 +21,11 @@ library, because the build runs it as a plain script to generate the descriptor:
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import os
-import sysconfig
 from typing import Any
+
+# argparse, json and sysconfig are imported where they are used: the daemon imports
+# this module at start-up, and needs none of them to serve.
 
 #: The program's name (the console script).
 PROG = "vhost-device-scmi"
@@ -62,11 +61,15 @@ def descriptor(binary: str, version: str | None = None) -> dict[str, Any]:
 
 def to_json(document: dict[str, Any]) -> str:
     """`document` as the indented JSON text we print and install."""
+    import json
+
     return json.dumps(document, indent=2) + "\n"
 
 
 def default_binary() -> str:
     """Where pip installs the console script for the running interpreter."""
+    import sysconfig
+
     return os.path.join(sysconfig.get_path("scripts"), PROG)
 
 
@@ -80,6 +83,8 @@ def user_descriptor_dir() -> str:
 def write_descriptor(directory: str, binary: str, version: str | None = None) -> str:
     """Write the descriptor for the program at `binary` into `directory` (created if
     missing), replacing any older one atomically; return the file's path."""
+    import contextlib
+
     text = to_json(descriptor(binary, version))
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, DESCRIPTOR_NAME)
@@ -97,6 +102,8 @@ def write_descriptor(directory: str, binary: str, version: str | None = None) ->
 
 def main(argv: list[str] | None = None) -> int:
     """Write the descriptor (the build calls this); return the exit status."""
+    import argparse
+
     parser = argparse.ArgumentParser(description="Write the vhost-user backend descriptor.")
     parser.add_argument("--output", required=True, help="file to write")
     parser.add_argument("--binary", default="",

@@ -796,7 +796,7 @@ class Run:
         finally:
             backend.stop()
         self.record("footprint", "exec to socket accepting", "ms", accepting * 1e3,
-                    to_us=1e3, repeat=repeat, target=(150.0, "value"))
+                    to_us=1e3, repeat=repeat, target=(25.0, "value"))
         self.record("footprint", "exec to first vhost-user reply", "ms", replied * 1e3,
                     to_us=1e3, repeat=repeat)
 

@@ -1,24 +1,47 @@
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
-"""Registry of device kinds, by the id used in `-d ID,...`."""
+"""Registry of device kinds, by the id used in `-d ID,...`.
+
+A kind's module is imported when it is first looked up: the daemon's start-up pays only
+for the kinds its -d options name (`--help-devices` imports them all).
+"""
 
 from __future__ import annotations
 
-from vhost_scmi.devices import cpufreq, fake, fake_perf, fake_power, hwmon, iio, runtime_pm
-from vhost_scmi.devices.kind import DeviceKind
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
-# A new device kind: one module exporting KIND, and one entry here.
-DEVICE_KINDS: dict[str, DeviceKind] = {
-    kind.id: kind
-    for kind in (
-        fake.KIND,
-        iio.KIND,
-        hwmon.KIND,
-        cpufreq.KIND,
-        runtime_pm.KIND,
-        fake_perf.KIND,
-        fake_power.KIND,
-    )
+if TYPE_CHECKING:
+    from vhost_scmi.devices.kind import DeviceKind
+
+# A new device kind: one module exporting KIND, and one entry here (id -> module).
+KIND_MODULES: dict[str, str] = {
+    "fake": "vhost_scmi.devices.fake",
+    "iio": "vhost_scmi.devices.iio",
+    "hwmon": "vhost_scmi.devices.hwmon",
+    "cpufreq": "vhost_scmi.devices.cpufreq",
+    "runtime-pm": "vhost_scmi.devices.runtime_pm",
+    "fake-perf": "vhost_scmi.devices.fake_perf",
+    "fake-power": "vhost_scmi.devices.fake_power",
 }
+
+
+class _Kinds(Mapping[str, "DeviceKind"]):
+    """Device kind id -> DeviceKind, each module imported on first look-up."""
+
+    def __getitem__(self, kind_id: str) -> DeviceKind:
+        kind = importlib.import_module(KIND_MODULES[kind_id]).KIND
+        assert kind.id == kind_id, (kind.id, kind_id)
+        return kind
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(KIND_MODULES)
+
+    def __len__(self) -> int:
+        return len(KIND_MODULES)
+
+
+DEVICE_KINDS: Mapping[str, DeviceKind] = _Kinds()
 
 
 def devices_help() -> str:

@@ -30,7 +30,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from fractions import Fraction
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: start-up does without fractions (and decimal)
+    from fractions import Fraction
 
 from vhost_scmi.devices.sensor import (
     MAX_EXPONENT,
@@ -168,7 +171,16 @@ class UpdateInterval:
     @property
     def value(self) -> Fraction:
         """The interval in seconds, exactly."""
+        from fractions import Fraction
+
         return Fraction(self.seconds) * Fraction(10) ** self.exponent
+
+    @property
+    def period(self) -> float:
+        """The interval in seconds as the nearest float (as float(value), without fractions)."""
+        if self.exponent < 0:
+            return self.seconds / 10 ** -self.exponent  # one correctly rounded division
+        return float(self.seconds * 10 ** self.exponent)
 
     def list_entry(self) -> int:
         """Return the LIST_UPDATE_INTERVALS encoding: bits 20:5 seconds, 4:0 exponent."""
@@ -278,7 +290,7 @@ class _SensorState:
         self.enabled = self.scalar
         self.timestamps = False
         self.interval = DEFAULT_INTERVAL
-        self.period = float(DEFAULT_INTERVAL.value)
+        self.period = DEFAULT_INTERVAL.period
         self.update_notify = False
         self.trip_notify = False
         self.trip_points: list[tuple[TripDirection, int] | None] = [None] * self.trip_point_count
@@ -607,10 +619,12 @@ class SensorProtocol(Protocol):
                 raise ScmiError(Status.INVALID_PARAMETERS, "reserved rounding mode")
             seconds = config >> SensorBits.UPDATE_SECONDS
             exponent = sign_extend(config >> SensorBits.UPDATE_EXPONENT, 5)
+            from fractions import Fraction
+
             chosen = choose_interval(Fraction(seconds) * Fraction(10) ** exponent,
                                      Rounding(rounding))
             if chosen != state.interval:
-                state.interval, state.period = chosen, float(chosen.value)
+                state.interval, state.period = chosen, chosen.period
                 state.next_due = None  # restart the period
         state.timestamps = bool(config >> SensorBits.TIMESTAMP_ENABLED & 1)
         enabled = bool(config & 1)
