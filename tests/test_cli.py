@@ -128,12 +128,22 @@ def test_start_up_imports_only_what_serving_needs(tmp_path) -> None:
     """The running path imports what it needs when it needs it: the device kinds not
     named on the command line, and what only --help-devices, --print-capabilities,
     --write-descriptor or a sensor reconfiguration use, stay unimported."""
-    code = ("import sys\n"
-            "from vhost_scmi import cli, daemon\n"
-            "from vhost_scmi.devices.spec import create_sensors\n"
-            "from vhost_scmi.scmi.dispatcher import build_dispatcher\n"
-            "build_dispatcher(create_sensors(['fake']))\n"
-            "print(' '.join(sorted(sys.modules)))\n")
+    # The daemon's own main(), stopped by SIGTERM once its socket accepts a VMM.
+    sock = tmp_path / "scmi.sock"
+    code = ("import os, signal, socket, sys, threading, time\n"
+            "def stop():\n"
+            "    while True:\n"
+            "        with socket.socket(socket.AF_UNIX) as probe:\n"
+            "            try:\n"
+            f"                probe.connect({str(sock)!r}); break\n"
+            "            except OSError:\n"
+            "                time.sleep(0.01)\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "threading.Thread(target=stop, daemon=True).start()\n"
+            "from vhost_scmi import cli\n"
+            f"status = cli.main(['-s', {str(sock)!r}, '-d', 'fake', '--log-level', 'error'])\n"
+            "print(' '.join(sorted(sys.modules)))\n"
+            "sys.exit(status)\n")
     result = subprocess.run([sys.executable, "-P", "-S", "-c",
                              f"import sys; sys.path[:0] = {sys.path!r}\n" + code],
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
