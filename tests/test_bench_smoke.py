@@ -153,3 +153,35 @@ def test_a_backend_that_exits_is_an_error_not_a_hang() -> None:
                        timeout=60)
     assert result.returncode == 1
     assert "exited with status 3" in result.stderr
+
+
+# A backend that, like rust-vmm's daemons, removes its socket file while a VMM is connected
+# and creates it again once the VMM has left: here a listener that hands each connection
+# to our daemon (--fd) and waits for it to end.
+RECREATING_BACKEND = """
+import os, signal, socket, subprocess, sys
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+path, daemon = sys.argv[1], sys.argv[2:]
+while True:
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(1)
+    conn, _ = listener.accept()
+    listener.close()
+    os.unlink(path)
+    subprocess.run([*daemon, "--fd", str(conn.fileno())], pass_fds=(conn.fileno(),))
+    conn.close()
+"""
+
+
+def test_backend_recreating_its_socket_between_vmms(tmp_path) -> None:
+    """The harness's start-up probe is one VMM, its measuring connection the next: a
+    connect that finds no socket file (ENOENT) is retried, as one refused is."""
+    script = tmp_path / "recreating.py"
+    script.write_text(RECREATING_BACKEND)
+    result = run_bench("--only", "batched", "--repeats", "1", "--batches", "1",
+                       "--batch-sizes", "4", "--backend-cmd",
+                       f"{sys.executable} {script} {{socket}} {sys.executable} -P -m vhost_scmi "
+                       "-d {device}")
+    assert result.returncode == 0, result.stderr
+    assert "READING_GET ×4, per request" in result.stdout
