@@ -102,7 +102,7 @@ def test_unknown_log_level_is_rejected() -> None:
         (["-s", "x.sock", "-c", "two"], "argument -c/--socket-count: N must be at least 1"),
         (["--fd", "-1"], "argument --fd: FDNUM must be a file descriptor number"),
         (["--fd", "three"], "argument --fd: FDNUM must be a file descriptor number"),
-        ([], "one of the arguments -s/--socket-path --fd is required"),
+        ([], "one of the arguments -s/--socket-path --fd --config is required"),
     ],
 )
 def test_socket_option_errors_are_one_clear_line(tmp_path, args: list[str],
@@ -152,7 +152,8 @@ def test_start_up_imports_only_what_serving_needs(tmp_path) -> None:
     assert "vhost_scmi.devices.fake" in loaded
     for module in ("vhost_scmi.devices.iio", "vhost_scmi.devices.hwmon", "decimal",
                    "fractions", "json", "sysconfig", "vhost_scmi.frontend",
-                   "vhost_scmi.scmi.client"):
+                   "vhost_scmi.scmi.client", "tomllib", "vhost_scmi.platform.config",
+                   "vhost_scmi.control", "vhost_scmi.ctl"):
         assert module not in loaded, module
 
 

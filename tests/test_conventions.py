@@ -32,6 +32,7 @@ from scmi_helpers import BASE, SENSOR, command
 
 from vhost_scmi import backend_info
 from vhost_scmi.devices.fake import FakeAccelerometer
+from vhost_scmi.platform.agents import default_views
 from vhost_scmi.scmi.dispatcher import build_dispatcher
 from vhost_scmi.vhost.frontend import GuestRam, VhostUserFrontend
 
@@ -41,7 +42,7 @@ DESCRIPTOR_KEYS = {"description", "type", "binary", "tags"}
 REQUIRED_DESCRIPTOR_KEYS = {"description", "type", "binary"}
 
 QUERIES = [command(BASE, 0), command(BASE, 1), command(BASE, 6, 0), command(SENSOR, 0),
-           command(SENSOR, 3, 0), command(SENSOR, 7, 0, 0)]
+           command(SENSOR, 3, 0), command(SENSOR, 7, 0, 0), command(BASE, 7, 0xFFFFFFFF)]
 CONFIG_GET, CONFIG_SET, CONTINUOUS_UPDATE_NOTIFY = 0x9, 0xA, 0xB
 SENSOR_UPDATE = 0x1
 
@@ -69,8 +70,10 @@ def session(target: str | Path | socket.socket) -> Iterator[Session]:
         vm.close()
 
 
-def assert_serves_scmi(vm: Session) -> None:
-    reference = build_dispatcher([FakeAccelerometer()])
+def assert_serves_scmi(vm: Session, agent: int = 0, agents: int = 1) -> None:
+    """`vm` gets what agent `agent` of `agents` (one per socket) gets: Base counts
+    the agents, and each is told its own id."""
+    reference = build_dispatcher(default_views([FakeAccelerometer()], agents)[agent])
     for request in QUERIES:
         assert vm.cmdq.transact(request, 256) == reference.handle(request, 256)
 
@@ -323,8 +326,8 @@ def test_socket_activation_serves_every_passed_socket(spawn, short_tmp: Path) ->
         listener.close()
     daemon.wait_accepting()
     with session(paths[0]) as first, session(paths[1]) as second:
-        assert_serves_scmi(first)
-        assert_serves_scmi(second)
+        assert_serves_scmi(first, 0, 2)
+        assert_serves_scmi(second, 1, 2)
     log = daemon.wait_log("fd 4 (vm-b): connection closed")
     assert "fd 3 (vm-a): VMM connected" in log
     daemon.signal(signal.SIGTERM)
@@ -391,8 +394,8 @@ def test_socket_count_serves_one_vmm_per_socket_with_its_own_state(start_daemon,
     assert all(stat.S_IMODE(os.lstat(path).st_mode) == 0o600 for path in paths)
     with contextlib.ExitStack() as stack:
         vms = [stack.enter_context(session(path)) for path in paths]
-        for vm in vms:
-            assert_serves_scmi(vm)
+        for index, vm in enumerate(vms):
+            assert_serves_scmi(vm, index, 3)
             vm.eventq.post_buffers(8, 136)
         # The fake accelerometer starts disabled. VM 0 enables it and subscribes to
         # its readings; the other VMs' copies of that state must not change.

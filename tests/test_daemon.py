@@ -284,7 +284,7 @@ def test_frontend_command_prints_the_platform(start_daemon) -> None:
     reference = build_dispatcher([FakeAccelerometer()])
     vendor = reference.handle(command(BASE, 3), 256)[8:].rstrip(b"\0").decode()
     assert lines[0].startswith(f"vendor: {vendor}")
-    assert lines[1] == "protocols: 0x15 (sensor)"
+    assert lines[1] == "protocols: 0x12 (system power), 0x15 (sensor)"
     assert lines[2].startswith("sensors: 2 ")
     assert "  0: fake, 3 axes" in lines and "  1: second, 3 axes" in lines
     assert "       axis 2 acc_Z: meters_per_second_squared" in lines

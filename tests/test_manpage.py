@@ -114,3 +114,14 @@ def test_page_is_mandoc_lint_clean(name: str) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and not result.stdout and not result.stderr, \
         result.stdout + result.stderr
+
+
+def test_ctl_page_documents_its_commands_and_the_daemon_page_the_config_file() -> None:
+    ctl_page = sections((ROOT / "man" / "vhost-device-scmi-ctl.1").read_text())
+    text = "".join(ctl_page.values())
+    for needle in ("control\\-socket", "status", "shutdown", "reboot", "\\-\\-forceful",
+                   "\\-\\-timeout", "\\-\\-agent", "\\-\\-json"):
+        assert needle in text, needle
+    daemon = sections((ROOT / "man" / "vhost-device-scmi.1").read_text())
+    assert "[[agent]]" in daemon["CONFIGURATION FILE"]
+    assert "vhost\\-device\\-scmi\\-config@.service" in daemon["FILES"]

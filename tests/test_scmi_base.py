@@ -26,6 +26,7 @@ from vhost_scmi.scmi.protocol import Platform
 from vhost_scmi.scmi.status import Status
 
 SUCCESS = Status.SUCCESS
+SYSTEM_POWER = 0x12
 
 
 @pytest.fixture
@@ -42,8 +43,9 @@ def test_protocol_version_is_2_0(dispatcher: Dispatcher) -> None:
         BASE, 0x0, SUCCESS, u32s(0x20000), token=7)
 
 
-def test_protocol_attributes_one_agent_one_other_protocol(dispatcher: Dispatcher) -> None:
-    assert ask(dispatcher, command(BASE, 0x1)) == response(BASE, 0x1, SUCCESS, u32s(0x0101))
+def test_protocol_attributes_one_agent_two_other_protocols(dispatcher: Dispatcher) -> None:
+    # System Power and Sensor.
+    assert ask(dispatcher, command(BASE, 0x1)) == response(BASE, 0x1, SUCCESS, u32s(0x0102))
 
 
 @pytest.mark.parametrize("message", range(0x0, 0xC))
@@ -86,17 +88,25 @@ def test_implementation_version_layout(version: str, expected: int) -> None:
     assert implementation_version(version) == expected
 
 
-def test_list_protocols_lists_sensor(dispatcher: Dispatcher) -> None:
+def test_list_protocols_lists_system_power_and_sensor(dispatcher: Dispatcher) -> None:
     assert ask(dispatcher, command(BASE, 0x6, 0)) == response(
-        BASE, 0x6, SUCCESS, u32s(1) + bytes([SENSOR, 0, 0, 0]))
+        BASE, 0x6, SUCCESS, u32s(2) + bytes([SYSTEM_POWER, SENSOR, 0, 0]))
+
+
+def test_list_protocols_leaves_out_a_protocol_with_nothing_visible() -> None:
+    dispatcher = build_dispatcher([])  # no sensor: the Sensor protocol has nothing
+    assert ask(dispatcher, command(BASE, 0x6, 0)) == response(
+        BASE, 0x6, SUCCESS, u32s(1) + bytes([SYSTEM_POWER, 0, 0, 0]))
+    assert ask(dispatcher, command(SENSOR, 0x0)) == response(SENSOR, 0x0,
+                                                             Status.NOT_SUPPORTED)
 
 
 def test_list_protocols_skip_equal_to_total_is_empty_success(dispatcher: Dispatcher) -> None:
     # Linux asks once more with skip == total and must not get an error.
-    assert ask(dispatcher, command(BASE, 0x6, 1)) == response(BASE, 0x6, SUCCESS, u32s(0))
+    assert ask(dispatcher, command(BASE, 0x6, 2)) == response(BASE, 0x6, SUCCESS, u32s(0))
 
 
-@pytest.mark.parametrize("skip", [2, 0xFFFFFFFF])
+@pytest.mark.parametrize("skip", [3, 0xFFFFFFFF])
 def test_list_protocols_skip_past_the_end_is_invalid(dispatcher: Dispatcher, skip: int) -> None:
     assert ask(dispatcher, command(BASE, 0x6, skip)) == response(
         BASE, 0x6, Status.INVALID_PARAMETERS)
@@ -250,11 +260,11 @@ def test_short_requests_are_invalid_parameters(dispatcher: Dispatcher, message: 
 def test_client_discovers_the_platform(dispatcher: Dispatcher) -> None:
     client = ScmiClient(lambda request: dispatcher.handle(request, LINUX_RESPONSE))
     assert client.base_version() == 0x20000
-    assert client.base_attributes() == (1, 1)
+    assert client.base_attributes() == (1, 2)
     assert client.vendor() == "Python"
     assert client.sub_vendor() == "vhost-device"
     assert client.implementation_version() == implementation_version(__version__)
-    assert client.list_protocols() == [SENSOR]
+    assert client.list_protocols() == [SYSTEM_POWER, SENSOR]
     assert client.discover_agent(0xFFFFFFFF) == (1, "guest")
     assert client.message_attributes(BASE, 0xB) == 0
     with pytest.raises(ScmiStatusError) as raised:

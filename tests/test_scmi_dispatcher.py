@@ -24,6 +24,7 @@ from vhost_scmi.scmi.protocol import Message, Platform, Protocol
 from vhost_scmi.scmi.registry import PROTOCOLS
 from vhost_scmi.scmi.sensor import SensorProtocol
 from vhost_scmi.scmi.status import ProtocolId, Status
+from vhost_scmi.scmi.system_power import SystemPowerProtocol
 
 
 def sensors() -> list:
@@ -50,13 +51,18 @@ def routes(dispatcher: Dispatcher) -> list[tuple[int, int, int]]:
 
 
 def test_registry_and_build() -> None:
-    assert PROTOCOLS == (BaseProtocol, SensorProtocol, PerformanceProtocol, PowerProtocol)
-    # Protocols over domains exist for an agent only when it sees some.
+    assert PROTOCOLS == (BaseProtocol, SystemPowerProtocol, SensorProtocol,
+                         PerformanceProtocol, PowerProtocol)
+    # Protocols over resources exist for an agent only when it sees some; System Power
+    # for every agent.
     dispatcher = build_dispatcher([])
-    assert sorted(dispatcher.protocols) == [ProtocolId.BASE, ProtocolId.SENSOR]
+    assert sorted(dispatcher.protocols) == [ProtocolId.BASE, ProtocolId.SYSTEM_POWER]
+    dispatcher = build_dispatcher([FakeAccelerometer()])
+    assert sorted(dispatcher.protocols) == [ProtocolId.BASE, ProtocolId.SYSTEM_POWER,
+                                            ProtocolId.SENSOR]
     dispatcher = build_dispatcher([FakePowerDomain("pd"), FakePerformanceDomain("cpu", (1,))])
     assert sorted(dispatcher.protocols) == [ProtocolId.BASE, ProtocolId.POWER_DOMAIN,
-                                            ProtocolId.PERFORMANCE, ProtocolId.SENSOR]
+                                            ProtocolId.SYSTEM_POWER, ProtocolId.PERFORMANCE]
 
 
 @pytest.mark.parametrize("protocol", [0x00, 0x11, 0x14, 0x16, 0x80, 0xFF])

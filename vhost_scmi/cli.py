@@ -17,14 +17,18 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from vhost_scmi import __version__, backend_info, systemd
 from vhost_scmi.devices.registry import devices_help
-from vhost_scmi.devices.sensor import DeviceSpecError
+from vhost_scmi.devices.resource import DeviceSpecError, Resource
 from vhost_scmi.devices.spec import create_resources
 from vhost_scmi.listener import socket_paths
 from vhost_scmi.logsetup import LEVELS, setup_logging
+
+if TYPE_CHECKING:
+    from vhost_scmi.platform.config import AgentConfig, PlatformConfig
+    from vhost_scmi.platform.view import AgentView
 
 PROG = backend_info.PROG
 
@@ -138,6 +142,18 @@ def build_parser() -> argparse.ArgumentParser:
              "on each at a time, each with its own SCMI state over the same devices",
     )
     parser.add_argument(
+        "--config", metavar="FILE",
+        help="read devices, agents (one per socket: name, socket, visible devices, "
+             "permissions), the control socket and the system power command from the "
+             "TOML file FILE; incompatible with -s, -c and -d (see CONFIGURATION FILE)",
+    )
+    parser.add_argument(
+        "--control-socket", metavar="PATH",
+        help="serve the control socket of vhost-device-scmi-ctl(1) at PATH (status, "
+             "host-requested guest shutdown and reboot); created mode 0600, removed at "
+             "exit; not allowed when the --config file sets control-socket",
+    )
+    parser.add_argument(
         "-d", "--device", metavar="SPEC", action="extend", nargs="+", default=[],
         help="device to expose, as ID,PROPERTY=VALUE,... (e.g. fake,name=foo); "
              "may be given several times; see --help-devices",
@@ -176,13 +192,17 @@ def asks_for_capabilities(argv: Sequence[str]) -> bool:
     return False
 
 
+def _activated(parser: argparse.ArgumentParser) -> list[systemd.ActivatedSocket]:
+    try:
+        return systemd.listen_fds()
+    except systemd.ActivationError as error:
+        parser.error(f"socket activation: {error}")
+
+
 def _socket_sources(parser: argparse.ArgumentParser, args: argparse.Namespace
                     ) -> tuple[list[str], list[tuple[int, str]]]:
     """The socket paths to create and the inherited (fd, origin) pairs to serve."""
-    try:
-        activated = systemd.listen_fds()
-    except systemd.ActivationError as error:
-        parser.error(f"socket activation: {error}")
+    activated = _activated(parser)
     if args.socket_count is not None and not args.socket_path:
         parser.error("argument -c/--socket-count: needs -s/--socket-path")
     if activated and (args.socket_path or args.fd is not None):
@@ -195,7 +215,7 @@ def _socket_sources(parser: argparse.ArgumentParser, args: argparse.Namespace
         return [], [(args.fd, "")]
     if activated:
         return [], [(socket_.fd, socket_.name) for socket_ in activated]
-    parser.error("one of the arguments -s/--socket-path --fd is required "
+    parser.error("one of the arguments -s/--socket-path --fd --config is required "
                  "(or a socket passed by systemd socket activation)")
 
 
@@ -220,6 +240,84 @@ def _write_descriptor(directory: str) -> int:
     return 0
 
 
+def _config_sources(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                    config: PlatformConfig) -> tuple[list[str], list[tuple[int, str]],
+                                                     list[AgentConfig]]:
+    """Socket paths to create, inherited (fd, origin) pairs, and the agents in the
+    order of the sockets (inherited first, as the daemon opens them)."""
+    for given, option in ((args.socket_path, "-s/--socket-path"),
+                          (args.socket_count is not None, "-c/--socket-count")):
+        if given:
+            parser.error(f"argument {option}: not allowed with --config (each [[agent]] "
+                         f"names its socket)")
+    if args.device:
+        parser.error("argument -d/--device: not allowed with --config (the devices are "
+                     "the file's [[device]] tables)")
+    if args.control_socket and config.control_socket:
+        parser.error(f"argument --control-socket: {config.path} sets control-socket "
+                     f"already")
+    activated = _activated(parser)
+    if activated and args.fd is not None:
+        parser.error(f"argument --fd: not allowed with systemd socket activation "
+                     f"(LISTEN_FDS={len(activated)})")
+    inherited = [agent for agent in config.agents if agent.socket is None]
+    created = [agent for agent in config.agents if agent.socket is not None]
+    fds: list[tuple[int, str]] = []
+    if args.fd is not None:
+        fds = [(args.fd, "")]
+    elif activated:
+        by_name = {socket_.name: socket_ for socket_ in activated}
+        if {agent.name for agent in inherited} == set(by_name) and len(by_name) == len(
+                activated):
+            # FileDescriptorName= of each socket unit names its agent.
+            activated = [by_name[agent.name] for agent in inherited]
+        fds = [(socket_.fd, socket_.name) for socket_ in activated]
+    source = "--fd" if args.fd is not None else "socket activation"
+    if fds and not inherited:
+        parser.error(f"{source}: every [[agent]] in {config.path} has a socket of its "
+                     f"own; leave out 'socket' for the agents of inherited sockets")
+    if inherited and len(fds) != len(inherited):
+        names = ", ".join(agent.name for agent in inherited)
+        parser.error(f"{config.path}: {len(inherited)} [[agent]] without 'socket' ({names}) "
+                     f"but {len(fds)} inherited socket(s) (--fd or socket activation)")
+    paths = [agent.socket for agent in created if agent.socket is not None]
+    return paths, fds, inherited + created
+
+
+def _configured_platform(parser: argparse.ArgumentParser, args: argparse.Namespace
+                         ) -> tuple[list[str], list[tuple[int, str]], list[Resource],
+                                    list[AgentView], str | None]:
+    """Everything --config describes: sockets, resources, agents' views, control socket."""
+    # Imported here: a daemon started without --config does not pay for them.
+    from vhost_scmi.platform.agents import configured_views
+    from vhost_scmi.platform.config import ConfigError, PlatformConfig, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        parser.exit(2, f"{PROG}: error: {error}\n")
+    paths, fds, agents = _config_sources(parser, args, config)
+    setup_logging(args.log_level)
+    by_id: dict[str, list[Resource]] = {}
+    try:
+        for device in config.devices:
+            try:
+                by_id[device.id] = create_resources([device.spec])
+            except DeviceSpecError as error:
+                raise DeviceSpecError(f"{config.path}: [[device]] '{device.id}': key "
+                                      f"'spec': {error}") from error
+    except DeviceSpecError as error:
+        for resources in by_id.values():
+            for resource in resources:
+                resource.close()
+        parser.exit(2, f"{PROG}: error: {error}\n")
+    ordered = PlatformConfig(config.path, config.devices, tuple(agents),
+                             config.control_socket, config.power_command, config.specs)
+    views = configured_views(ordered, by_id)
+    resources = [resource for group in by_id.values() for resource in group]
+    return paths, fds, resources, views, args.control_socket or config.control_socket
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the daemon as the command line asks; return the exit status."""
     if asks_for_capabilities(sys.argv[1:] if argv is None else argv):
@@ -235,17 +333,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.write_descriptor is not None:
         return _write_descriptor(args.write_descriptor)
-    paths, fds = _socket_sources(parser, args)
-    setup_logging(args.log_level)
-    try:
-        sensors = create_resources(args.device)
-    except DeviceSpecError as error:
-        parser.exit(2, f"{PROG}: error: {error}\n")
+    views: list[AgentView] | None = None
+    if args.config:
+        paths, fds, sensors, views, control_socket = _configured_platform(parser, args)
+    else:
+        paths, fds = _socket_sources(parser, args)
+        control_socket = args.control_socket
+        setup_logging(args.log_level)
+        try:
+            sensors = create_resources(args.device)
+        except DeviceSpecError as error:
+            parser.exit(2, f"{PROG}: error: {error}\n")
+
+    if control_socket is not None and control_socket in paths:
+        parser.error(f"argument --control-socket: {control_socket} is also a vhost-user "
+                     f"socket")
 
     from vhost_scmi import daemon
 
     try:
-        return daemon.run(sensors, paths=paths, fds=fds)
+        return daemon.run(sensors, paths=paths, fds=fds, views=views,
+                          control_socket=control_socket)
     except daemon.StartupError as error:
         logging.getLogger(__name__).debug("start-up failed", exc_info=True)
         sys.stderr.write(f"{PROG}: error: {error}\n")

@@ -29,8 +29,10 @@ from collections.abc import Callable, Iterator, Sequence
 from enum import IntEnum
 from typing import Protocol
 
-from vhost_scmi.devices.sensor import Sensor
+from vhost_scmi.devices.resource import Resource
 from vhost_scmi.listener import ServedSocket, StartupError, open_all
+from vhost_scmi.platform.agents import default_views
+from vhost_scmi.platform.view import AgentView
 from vhost_scmi.scmi.dispatcher import build_dispatcher
 from vhost_scmi.systemd import Notifier
 from vhost_scmi.vhost.connection import PROTOCOL_FEATURES, BackendConnection
@@ -331,6 +333,16 @@ class EventLoop:
         endpoint.attach(self._selector)
         self._endpoints.append(endpoint)
 
+    def watch(self, fileobj: _FileLike, callback: _Callback) -> None:
+        """Call `callback()` whenever `fileobj` is readable (until `unwatch`); an
+        exception it raises is logged."""
+        self._selector.register(fileobj, selectors.EVENT_READ, (None, callback))
+
+    def unwatch(self, fileobj: _FileLike) -> None:
+        """Stop watching `fileobj` (no error when it is not watched)."""
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(fileobj)
+
     @property
     def wakeup_fd(self) -> int:
         """Write end of the wake-up pipe (for `signal.set_wakeup_fd`)."""
@@ -434,25 +446,46 @@ def signals_routed_to(loop: EventLoop) -> Iterator[None]:
         signal.set_wakeup_fd(previous_fd)
 
 
-def run(sensors: list[Sensor], *, paths: Sequence[str] = (),
-        fds: Sequence[tuple[int, str]] = (), notifier: Notifier | None = None) -> int:
+def _count_in_words(resources: Sequence[Resource]) -> str:
+    """"1 sensor", "2 sensors, 1 domain"...: what the start-up line says is served."""
+    from vhost_scmi.devices.sensor import Sensor
+
+    sensors = sum(isinstance(resource, Sensor) for resource in resources)
+    domains = len(resources) - sensors
+    words = f"{sensors} sensor{'' if sensors == 1 else 's'}"
+    if domains:
+        words += f", {domains} domain{'' if domains == 1 else 's'}"
+    return words
+
+
+def run(sensors: Sequence[Resource], *, paths: Sequence[str] = (),
+        fds: Sequence[tuple[int, str]] = (), notifier: Notifier | None = None,
+        views: Sequence[AgentView] | None = None, control_socket: str | None = None) -> int:
     """Serve `sensors` on a socket created at each of `paths` and on each inherited
     (fd, origin) of `fds`, until SIGTERM/SIGINT, or until the VMMs of inherited
     connected sockets have left when nothing else is served.
 
-    Every socket serves one VMM at a time with SCMI state of its own (sensor
-    configurations, notification subscriptions); the host sensors are shared. When a
-    service manager listens (`notifier`, default from NOTIFY_SOCKET), READY=1 is sent
-    once every socket accepts VMMs, and STOPPING=1 when shutting down.
+    Every socket is one agent: it serves one VMM at a time with SCMI state of its own
+    (sensor configurations, notification subscriptions); the host resources are
+    shared. `views` are the agents' views in socket order (inherited fds first, then
+    paths); by default every agent sees and may control every resource. With
+    `control_socket`, the control socket of vhost-device-scmi-ctl is served there.
+    When a service manager listens (`notifier`, default from NOTIFY_SOCKET), READY=1
+    is sent once every socket accepts VMMs, and STOPPING=1 when shutting down.
     Returns the exit status (0). Raises StartupError when a socket cannot be used.
     """
     count = len(paths) + len(fds)
     if count == 0:
         raise StartupError("no socket to serve")
+    if views is None:
+        views = default_views(sensors, count)
+    if len(views) != count:
+        raise StartupError(f"{len(views)} agents for {count} sockets")
     try:
-        devices = [ScmiDevice(build_dispatcher(sensors)) for _ in range(count)]
+        dispatchers = [build_dispatcher(view) for view in views]
     except ValueError as error:
         raise StartupError(f"cannot describe the sensors in SCMI terms: {error}") from error
+    devices = [ScmiDevice(dispatcher) for dispatcher in dispatchers]
     if notifier is None:
         notifier = Notifier()
     loop = EventLoop()
@@ -464,6 +497,7 @@ def run(sensors: list[Sensor], *, paths: Sequence[str] = (),
             loop.stop()
 
     served: list[ServedSocket] = []
+    control = None
     try:
         # Signals are routed before the sockets exist: a SIGTERM from then on is a
         # clean exit that removes the socket files.
@@ -476,9 +510,17 @@ def run(sensors: list[Sensor], *, paths: Sequence[str] = (),
                                         connected=None if socket_.listening else socket_.sock)
                     endpoints.append(endpoint)
                     loop.add(endpoint)
-                names = ", ".join(socket_.name for socket_ in served)
-                log.info("serving %s with %d sensor%s", names, len(sensors),
-                         "" if len(sensors) == 1 else "s")
+                if control_socket is not None:
+                    from vhost_scmi.control import AgentHandle, ControlServer
+
+                    control = ControlServer(control_socket, [
+                        AgentHandle(view, dispatcher, endpoint)
+                        for view, dispatcher, endpoint in zip(views, dispatchers, endpoints,
+                                                              strict=True)])
+                    control.open(loop)
+                names = ", ".join(f"{socket_.name} (agent {view.agent_name})"
+                                  for socket_, view in zip(served, views, strict=True))
+                log.info("serving %s with %s", names, _count_in_words(sensors))
                 ready = notifier.notify("READY=1", f"STATUS=serving {names}")
                 try:
                     loop.run()
@@ -486,6 +528,8 @@ def run(sensors: list[Sensor], *, paths: Sequence[str] = (),
                     if ready:
                         notifier.notify("STOPPING=1")
             finally:
+                if control is not None:
+                    control.close()
                 loop.close()
                 for socket_ in served:
                     socket_.sock.close()

@@ -14,7 +14,7 @@ import subprocess
 import sysconfig
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,16 +30,17 @@ GUEST_TIMEOUT = 240.0
 DAEMON_TIMEOUT = 30.0
 
 DAEMON = "vhost-device-scmi"
+CTL = "vhost-device-scmi-ctl"
 
 
-def daemon_executable() -> str:
-    """The installed console script, as a user would run it."""
-    beside_python = Path(sysconfig.get_path("scripts")) / DAEMON
+def daemon_executable(name: str = DAEMON) -> str:
+    """The installed console script `name`, as a user would run it."""
+    beside_python = Path(sysconfig.get_path("scripts")) / name
     if beside_python.is_file():
         return str(beside_python)
-    found = shutil.which(DAEMON)
+    found = shutil.which(name)
     if found is None:
-        pytest.fail(f"the {DAEMON} console script is not installed; run "
+        pytest.fail(f"the {name} console script is not installed; run "
                     f"`pip install --no-build-isolation -e .` first", pytrace=False)
     return found
 
@@ -135,12 +136,25 @@ class EndToEnd:
         return self.socket_dir / f"{name}.sock"
 
     def start_daemon(self, *devices: str, socket_path: Path | None = None,
-                     name: str = "daemon") -> Daemon:
-        """Start the installed daemon with `--socket-path` and one `--device` per spec."""
+                     name: str = "daemon", options: Sequence[str] = ()) -> Daemon:
+        """Start the installed daemon with `--socket-path` and one `--device` per spec
+        (and `options`)."""
         socket_path = socket_path or self.socket_path()
-        argv = [daemon_executable(), "--socket-path", str(socket_path)]
+        argv = [daemon_executable(), "--socket-path", str(socket_path), *options]
         for spec in devices:
             argv += ["--device", spec]
+        return self._start(argv, socket_path, name)
+
+    def start_config_daemon(self, config: str, socket_path: Path,
+                            name: str = "daemon") -> Daemon:
+        """Start the installed daemon with `--config` (the file's text is `config`);
+        return once `socket_path`, one of its agents' sockets, listens."""
+        config_path = self.workdir / f"{name}-{len(self.daemons)}.toml"
+        config_path.write_text(config)
+        return self._start([daemon_executable(), "--config", str(config_path)],
+                           socket_path, name)
+
+    def _start(self, argv: list[str], socket_path: Path, name: str) -> Daemon:
         log_path = self.workdir / f"{name}-{len(self.daemons)}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,

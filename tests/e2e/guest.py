@@ -37,8 +37,16 @@ BUILD_KERNEL = REPO / "kernel" / "guest" / "build-kernel"
 MACHINE = ["-M", "virt", "-cpu", "cortex-a57", "-smp", "1", "-m", "512"]
 MEMORY_BACKEND = "memory-backend-memfd,id=mem,size=512M,share=on"
 
-#: The SCMI firmware node QEMU's `virt` machine lacks; the Sensor protocol (0x15) is
-#: the one our daemon offers besides Base.
+#: The child node of every SCMI protocol the daemon offers besides Base, one entry per
+#: protocol: the guest's SCMI core binds a protocol's drivers only when it has a node.
+SCMI_PROTOCOL_NODES = [
+    # System Power (0x12): scmi_power_control (host-requested shutdown and reboot).
+    "protocol@12 { reg = <0x12>; };",
+    # Sensor Management (0x15): scmi_iio and scmi-hwmon.
+    "protocol@15 { reg = <0x15>; #thermal-sensor-cells = <1>; };",
+]
+
+#: The SCMI firmware node QEMU's `virt` machine lacks.
 SCMI_NODE = """
 / {
     firmware {
@@ -46,11 +54,7 @@ SCMI_NODE = """
             compatible = "arm,scmi-virtio";
             #address-cells = <1>;
             #size-cells = <0>;
-            protocol@15 {
-                reg = <0x15>;
-                #thermal-sensor-cells = <1>;
-            };
-        };
+""" + "".join(f"            {node}\n" for node in SCMI_PROTOCOL_NODES) + """        };
     };
 };
 """
@@ -268,8 +272,14 @@ def _prepare_guest() -> GuestImage:
 def make_initramfs(image: GuestImage, script: str, path: Path) -> Path:
     """Write an uncompressed initramfs to `path` whose /init runs `script` with busybox sh."""
     cpio = CpioWriter()
-    for directory in ("bin", "dev", "proc", "sys", "tmp", "root"):
+    for directory in ("bin", "sbin", "dev", "proc", "sys", "tmp", "root"):
         cpio.directory(directory)
+    # The kernel's orderly power-off and reboot (a host request through SCMI System
+    # Power) run these; busybox's own poweroff would only signal PID 1, which a shell
+    # running as init ignores.
+    for name, command in (("poweroff", "poweroff -f"), ("reboot", "reboot -f")):
+        cpio.file(f"sbin/{name}", f"#!/bin/busybox sh\nexec /bin/busybox {command}\n".encode(),
+                  mode=0o755)
     cpio.char_device("dev/console", major=5, minor=1, mode=0o600)
     cpio.file("bin/busybox", image.busybox.read_bytes(), mode=0o755)
     cpio.file("init", INIT.encode(), mode=0o755)

@@ -7,8 +7,13 @@ kept; the `Rule` of the setting combines them into the value that reaches the ho
 When the combined value changes, the setting applies it (a host call, off the event
 loop) and tells every other agent watching it, so their protocols can notify.
 
-An agent that leaves (its VMM disconnects, RESET_AGENT_CONFIGURATION) withdraws its
-requests with `release`; the value is recombined from those that remain.
+An agent that leaves (its VMM disconnects, the VMM resets the device,
+RESET_AGENT_CONFIGURATION) withdraws its requests (`Arbiter.release_agent`,
+run by `AgentView.release_shared` from the dispatcher's reset); the value is
+recombined from those that remain. With no request left, the host keeps its value.
+
+Host writes of one setting never overlap: a request that arrives while a write is in
+flight is recorded at once and applied by the writer right after its own write.
 """
 
 from __future__ import annotations
@@ -64,8 +69,13 @@ class SharedSetting(Generic[T]):
         #: agent id -> its latest request, in request order.
         self.requests: dict[int, T] = {}
         self._watchers: dict[int, Callable[[T], None]] = {}
-        #: The agent whose request or release made the latest change (watchers read it).
+        #: The agent whose request or release made the latest change (watchers read it;
+        #: None after a write that combined several agents' requests).
         self.changed_by: int | None = None
+        #: A host write is in flight (one coroutine writes at a time).
+        self._writing = False
+        #: The agent whose request changed the requests last (None: a release).
+        self._last_agent: int | None = None
 
     def combine(self, requests: dict[int, T]) -> T | None:
         """Return the value the rule makes of `requests`, or None when there are none."""
@@ -87,28 +97,48 @@ class SharedSetting(Generic[T]):
         return None
 
     async def request(self, agent: int, value: T) -> T:
-        """Record `agent`'s request, apply the combined value; return it.
+        """Record `agent`'s request, apply the combined value; return the host's value.
 
         Raises ArbitrationDenied when another agent holds an exclusive setting, and
-        what the host write raises (then nothing is recorded).
+        what the host write raises (then this agent's request is withdrawn again).
+
+        Requests may arrive while a host write is in flight (another agent's request,
+        completed later): the request is recorded at once, and the write in flight
+        applies the new combination after its own, so that writes to one setting
+        never overlap and the host ends with what the recorded requests combine to.
+        Such a request returns without waiting for that follow-up write.
         """
         owner = self.owner()
         if owner is not None and owner != agent and not self.shared:
             raise ArbitrationDenied(f"{self.name} of {self.resource.name} is held by "
                                     f"agent {owner}")
-        requests = dict(self.requests)
-        requests.pop(agent, None)  # re-insert: the latest request is last
-        requests[agent] = value
-        await self._set(requests, agent)
+        missing = object()
+        previous = self.requests.pop(agent, missing)  # re-insert: the latest is last
+        self.requests[agent] = value
+        self._last_agent = agent
+        try:
+            await self._settle()
+        except BaseException:
+            # Withdraw the failed request, unless the agent has asked again since.
+            if self.requests.get(agent, missing) is value:
+                del self.requests[agent]
+                if previous is not missing:
+                    self.requests[agent] = previous
+            # Requests recorded meanwhile by other agents still deserve their write.
+            await self._settle(raise_first=False)
+            raise
         return self.value
 
     async def release(self, agent: int) -> None:
-        """Withdraw `agent`'s request; the others' combined value applies."""
+        """Withdraw `agent`'s request; the others' combined value applies.
+
+        With no request left, the host keeps its last value.
+        """
         if agent not in self.requests:
             return
-        requests = dict(self.requests)
-        del requests[agent]
-        await self._set(requests, agent)
+        del self.requests[agent]
+        self._last_agent = agent
+        await self._settle()
 
     def watch(self, agent: int, callback: Callable[[T], None]) -> None:
         """Call `callback(value)` when another agent's request changes the value."""
@@ -117,18 +147,47 @@ class SharedSetting(Generic[T]):
     def unwatch(self, agent: int) -> None:
         self._watchers.pop(agent, None)
 
-    async def _set(self, requests: dict[int, T], changed_by: int) -> None:
-        combined = self.combine(requests)
-        if combined is not None and combined != self.value:
-            await HostCall(self.resource, self._apply, combined)
-            log.info("host: %s of %s set to %s (requests: %s)", self.name,
-                     self.resource.name, combined, requests)
-            self.value = combined
-            self.changed_by = changed_by
-            for agent, callback in list(self._watchers.items()):
-                if agent != changed_by:
-                    callback(combined)
-        self.requests = requests
+    async def _settle(self, raise_first: bool = True) -> None:
+        """Bring the host to the combined value of the current requests.
+
+        Only one coroutine writes at a time: one that finds a write in flight leaves
+        the new combination to it. The writer re-combines after every write, until
+        the host holds what the requests ask for; only its first write's failure is
+        raised (to the request that started it), later ones are logged.
+        """
+        if self._writing:
+            return
+        self._writing = True
+        first = True
+        try:
+            while True:
+                combined = self.combine(self.requests)
+                if combined is None or combined == self.value:
+                    return
+                # The agent whose request started this write learns of it in its
+                # reply; a follow-up write combines several agents' requests: all hear.
+                changed_by = self._last_agent if first else None
+                try:
+                    await HostCall(self.resource, self._apply, combined)
+                except Exception:
+                    if first and raise_first:
+                        raise
+                    log.exception("host: cannot set %s of %s to %s", self.name,
+                                  self.resource.name, combined)
+                    return
+                first = False
+                log.info("host: %s of %s set to %s (requests: %s)", self.name,
+                         self.resource.name, combined, self.requests)
+                self.value = combined
+                self.changed_by = changed_by
+                for agent, callback in list(self._watchers.items()):
+                    if agent != changed_by:
+                        try:
+                            callback(combined)
+                        except Exception:
+                            log.exception("agent %d: watcher of %s failed", agent, self.name)
+        finally:
+            self._writing = False
 
 
 class Arbiter:
@@ -148,3 +207,21 @@ class Arbiter:
 
     def settings(self) -> list[SharedSetting[Any]]:
         return list(self._settings.values())
+
+    def holds(self, agent: int) -> bool:
+        """Whether `agent` has a request on any setting."""
+        return any(agent in setting.requests for setting in self._settings.values())
+
+    async def release_agent(self, agent: int) -> None:
+        """Withdraw every request of `agent` (its VMM left or reset it).
+
+        Each setting is recombined from the other agents' requests; a host write
+        that fails is logged, and the remaining settings are still released. Its
+        watchers stay: they belong to its protocols, which outlive a VMM.
+        """
+        for setting in list(self._settings.values()):
+            try:
+                await setting.release(agent)
+            except Exception:
+                log.exception("host: releasing agent %d's request on %s of %s failed",
+                              agent, setting.name, setting.resource.name)

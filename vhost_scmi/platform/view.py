@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from vhost_scmi.devices.resource import Resource
 from vhost_scmi.platform.arbitration import Arbiter
 from vhost_scmi.platform.host import HostCall, run_inline
+
+if TYPE_CHECKING:
+    from vhost_scmi.platform.power import PowerCommand
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,11 @@ class AgentView:
     #: path as requests'; it must not raise (errors are logged). The daemon replaces the
     #: inline default with its executor.
     spawn: Callable[[Coroutine[HostCall[Any], Any, Any]], None] = spawn_inline
+    #: System power states (config names: shutdown, cold-reset, warm-reset, suspend) this
+    #: agent may request with SYSTEM_POWER_STATE_SET; others are DENIED.
+    power_states: frozenset[str] = frozenset()
+    #: The host command that carries out allowed system power requests.
+    power_command: PowerCommand | None = None
 
     @property
     def agent_name(self) -> str:
@@ -73,3 +81,13 @@ class AgentView:
     def may_control(self, resource: Resource) -> bool:
         """Whether this agent's configuration lets it change `resource`."""
         return self.controllable is None or resource in self.controllable
+
+    def may_request_power(self, state: str) -> bool:
+        """Whether this agent may ask the host for system power state `state`."""
+        return state in self.power_states and self.power_command is not None
+
+    def release_shared(self) -> None:
+        """Withdraw this agent's requests on every shared setting (its VMM left or
+        reset it); the remaining agents' requests are recombined in the background."""
+        if self.arbiter.holds(self.agent_id):
+            self.spawn(self.arbiter.release_agent(self.agent_id))

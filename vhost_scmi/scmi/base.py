@@ -1,10 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 """SCMI Base protocol (0x10), version 2.0: discovery, agents, permissions, error events.
 
-The platform has exactly one agent, the guest, with agent id 1 (0 names the platform
-itself). The platform manages no devices by SCMI device id, so the permission messages
-find no device to act on; RESET_AGENT_CONFIGURATION returns every protocol to its
-start-up state.
+The platform's agents are its guests, one per socket, with agent ids 1..N (0 names the
+platform itself); each sees Base report the number of agents and the protocols that
+have something for it. An agent is not trusted to manage others: permission and reset
+requests naming another agent are DENIED. The platform manages no devices by SCMI
+device id, so the permission messages find no device to act on;
+RESET_AGENT_CONFIGURATION returns every protocol of the calling agent to its start-up
+state.
 """
 
 from __future__ import annotations
@@ -36,10 +39,6 @@ log = logging.getLogger(__name__)
 VERSION = 0x20000
 VENDOR = "Python"
 SUB_VENDOR = "vhost-device"
-PLATFORM_NAME = "platform"
-AGENT_NAME = "guest"
-#: The one agent: the guest.
-AGENT_ID = 1
 #: DISCOVER_AGENT's "the calling agent".
 CALLING_AGENT = 0xFFFFFFFF
 #: Most message headers one BASE_ERROR_EVENT reports, and most events kept pending.
@@ -81,7 +80,7 @@ def implementation_version(version: str = __version__) -> int:
 
 
 class BaseProtocol(Protocol):
-    """The Base protocol of a one-agent platform."""
+    """The Base protocol, as one agent sees it."""
 
     protocol_id = ProtocolId.BASE
     version = VERSION
@@ -107,7 +106,8 @@ class BaseProtocol(Protocol):
     def attributes(self) -> bytes:
         # bits 15:8 number of agents, 7:0 number of protocols other than Base.
         others = sum(1 for pid in self.platform.protocol_ids if pid != ProtocolId.BASE)
-        return U32.pack(1 << 8 | others)
+        agents = len(self.platform.agent_names) - 1
+        return U32.pack((agents & 0xFF) << 8 | others)
 
     def reset(self) -> None:
         self._notify_errors_enabled = False
@@ -145,7 +145,8 @@ class BaseProtocol(Protocol):
             header = pack_header(BaseNotification.BASE_ERROR_EVENT, MessageType.NOTIFICATION,
                                  ProtocolId.BASE, 0)
             self._error_events.append(
-                struct.pack(f"<III{count}Q", header, AGENT_ID, count, *self._error_headers))
+                struct.pack(f"<III{count}Q", header, self.platform.agent_id, count,
+                            *self._error_headers))
         self._error_headers.clear()
 
     def _vendor(self, header: int, request: bytes, room: int) -> bytes:
@@ -172,13 +173,12 @@ class BaseProtocol(Protocol):
 
     def _discover_agent(self, header: int, request: bytes, room: int) -> bytes:
         (agent_id,) = U32.unpack_from(request, 4)
-        if agent_id == 0:
-            name = PLATFORM_NAME
-        elif agent_id in (AGENT_ID, CALLING_AGENT):
-            agent_id, name = AGENT_ID, AGENT_NAME
-        else:
+        if agent_id == CALLING_AGENT:
+            agent_id = self.platform.agent_id
+        names = self.platform.agent_names
+        if agent_id >= len(names):
             raise ScmiError(Status.NOT_FOUND, f"no agent {agent_id}")
-        return ok(header, U32.pack(agent_id) + pack_name(name))
+        return ok(header, U32.pack(agent_id) + pack_name(names[agent_id]))
 
     def _notify_errors(self, header: int, request: bytes, room: int) -> bytes:
         (notify_enable,) = U32.unpack_from(request, 4)
@@ -189,10 +189,12 @@ class BaseProtocol(Protocol):
             self._error_headers.clear()
         return status_only(header, Status.SUCCESS)
 
-    @staticmethod
-    def _check_agent(agent_id: int) -> None:
-        if agent_id != AGENT_ID:
+    def _check_agent(self, agent_id: int) -> None:
+        """Only the calling agent itself may be named: others are not its to manage."""
+        if agent_id == 0 or agent_id >= len(self.platform.agent_names):
             raise ScmiError(Status.NOT_FOUND, f"no agent {agent_id}")
+        if agent_id != self.platform.agent_id:
+            raise ScmiError(Status.DENIED, f"agent {agent_id} is not the caller's to manage")
 
     def _set_device_permissions(self, header: int, request: bytes, room: int) -> bytes:
         agent_id, device_id, flags = struct.unpack_from("<III", request, 4)

@@ -72,6 +72,7 @@ class Dispatcher:
         # deadline forward must invalidate it.
         self._deadline: float | None = None
         self._deadline_known = False
+        self._platforms = {id(protocol.platform): protocol.platform for protocol in protocols}
         for protocol in protocols:
             protocol.platform.deadline_changed = self._deadline_changed
 
@@ -155,6 +156,11 @@ class Dispatcher:
                 protocol.reset()
             except Exception:
                 log.exception("internal error resetting an SCMI protocol")
+        for platform in self._platforms.values():
+            try:
+                platform.release_shared()
+            except Exception:
+                log.exception("internal error releasing an agent's shared settings")
 
 
 def build_dispatcher(platform: AgentView | Sequence[Resource]) -> Dispatcher:

@@ -183,6 +183,11 @@ class Protocol:
         the agent). A protocol over resources answers whether the agent sees any."""
         return True
 
+    def status(self) -> dict[str, object]:
+        """What this agent's configuration of the protocol is now, for the control
+        socket's `status` (JSON-compatible values)."""
+        return {}
+
     def next_deadline(self) -> float | None:
         """Return when take_events() has something to deliver (time.monotonic()).
 

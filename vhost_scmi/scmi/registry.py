@@ -8,10 +8,12 @@ from vhost_scmi.scmi.performance import PerformanceProtocol
 from vhost_scmi.scmi.power import PowerProtocol
 from vhost_scmi.scmi.protocol import Protocol
 from vhost_scmi.scmi.sensor import SensorProtocol
+from vhost_scmi.scmi.system_power import SystemPowerProtocol
 
 # A new protocol: one module with a Protocol subclass, and one entry here.
 PROTOCOLS: tuple[type[Protocol], ...] = (
     BaseProtocol,
+    SystemPowerProtocol,
     SensorProtocol,
     PerformanceProtocol,
     PowerProtocol,

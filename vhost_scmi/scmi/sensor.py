@@ -410,6 +410,15 @@ class SensorProtocol(Protocol):
         self._pending_reads.clear()
         self._events.clear()
 
+    def visible(self) -> bool:
+        return bool(self._states)
+
+    def status(self) -> dict[str, object]:
+        return {"sensors": [{"id": state.id, "name": state.sensor.name,
+                             "enabled": state.enabled, "update_notify": state.update_notify,
+                             "trip_notify": state.trip_notify}
+                            for state in self._states]}
+
     def next_deadline(self) -> float | None:
         if self._pending_reads or self._events:
             return 0.0
