@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                              default=DEFAULT_TIMEOUT,
                              help="how long the guest has to go down, also told to it as "
                                   f"the graceful timeout (default {DEFAULT_TIMEOUT:g})")
+    # The options first, then the commands (as in the man page's OPTIONS section).
+    parser._action_groups.sort(key=lambda group: group is parser._positionals)
     return parser
 
 
