@@ -25,9 +25,14 @@ import atheris
 with atheris.instrument_imports():
     from vhost_scmi.scmi.codec import pack_header
 
+    from vhost_scmi.devices.clock import RateRange
     from vhost_scmi.devices.fake import FakeAccelerometer
+    from vhost_scmi.devices.fake_clock import FakeClock
     from vhost_scmi.devices.fake_perf import FakePerformanceDomain
     from vhost_scmi.devices.fake_power import FakePowerDomain
+    from vhost_scmi.devices.fake_powercap import FakePowercap
+    from vhost_scmi.devices.fake_reset import FakeReset
+    from vhost_scmi.devices.fake_voltage import FakeVoltage
     from vhost_scmi.devices.performance import PerfControl
     from vhost_scmi.devices.sensor import DeviceError, Sensor, Unit
     from vhost_scmi.scmi.dispatcher import build_dispatcher
@@ -68,6 +73,9 @@ DISPATCHER = build_dispatcher([
     FakePerformanceDomain("cpu", (600000, 1200000, 1800000), PerfControl.LEVEL),
     FakePerformanceDomain("a-long-named-performance-domain", (1, 2), PerfControl.LIMITS),
     FakePowerDomain("pd", controllable=True), FakePowerDomain("pd-read-only"),
+    FakeClock("uart", rates=(24_000_000, 48_000_000)),
+    FakeClock("a-clock-with-a-long-name", rate_range=RateRange(1, 1 << 40, 3)),
+    FakeReset("reset"), FakeVoltage("vdd", (-5, 900_000, 1_800_000)), FakePowercap("soc"),
 ])
 ROUTES = sorted((protocol_id, sorted(protocol.messages))
                 for protocol_id, protocol in DISPATCHER.protocols.items())

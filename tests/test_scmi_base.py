@@ -270,3 +270,28 @@ def test_client_discovers_the_platform(dispatcher: Dispatcher) -> None:
     with pytest.raises(ScmiStatusError) as raised:
         client.message_attributes(BASE, 0xC)
     assert raised.value.status == Status.NOT_FOUND
+
+
+def test_each_socket_is_an_agent_of_its_own() -> None:
+    from domain_helpers import agents
+
+    one, two = agents([], 2)
+    for dispatcher in (one, two):
+        status, payload = call_base(dispatcher, 0x1)
+        assert status == Status.SUCCESS and payload[1] == 2  # bits 15:8: two agents
+    assert call_base(two, 0x7, 0xFFFFFFFF) == (Status.SUCCESS, struct.pack("<I", 2)
+                                               + b"agent2".ljust(16, b"\0"))
+    assert call_base(two, 0x7, 1) == (Status.SUCCESS, struct.pack("<I", 1)
+                                      + b"agent1".ljust(16, b"\0"))
+    assert call_base(two, 0x7, 3)[0] == Status.NOT_FOUND
+    # An agent manages its own configuration only.
+    assert call_base(two, 0xB, 1, 0)[0] == Status.DENIED
+    assert call_base(two, 0xB, 2, 0)[0] == Status.SUCCESS
+    assert call_base(two, 0x9, 1, 0, 0)[0] == Status.DENIED
+    assert call_base(two, 0x9, 3, 0, 0)[0] == Status.NOT_FOUND
+
+
+def call_base(dispatcher, message: int, *params: int) -> tuple[int, bytes]:
+    from domain_helpers import call
+
+    return call(dispatcher, BASE, message, *params)

@@ -17,14 +17,18 @@ from vhost_scmi.devices.fake_power import FakePowerDomain
 from vhost_scmi.devices.sensor import Axis, DeviceError, ExtendedAttributes, Unit
 from vhost_scmi.scmi import codec
 from vhost_scmi.scmi.base import BaseProtocol
+from vhost_scmi.scmi.clock import ClockProtocol
 from vhost_scmi.scmi.dispatcher import Dispatcher, build_dispatcher
 from vhost_scmi.scmi.performance import PerformanceProtocol
 from vhost_scmi.scmi.power import PowerProtocol
+from vhost_scmi.scmi.powercap import PowercapProtocol
 from vhost_scmi.scmi.protocol import Message, Platform, Protocol
 from vhost_scmi.scmi.registry import PROTOCOLS
+from vhost_scmi.scmi.reset import ResetProtocol
 from vhost_scmi.scmi.sensor import SensorProtocol
 from vhost_scmi.scmi.status import ProtocolId, Status
 from vhost_scmi.scmi.system_power import SystemPowerProtocol
+from vhost_scmi.scmi.voltage import VoltageProtocol
 
 
 def sensors() -> list:
@@ -52,7 +56,8 @@ def routes(dispatcher: Dispatcher) -> list[tuple[int, int, int]]:
 
 def test_registry_and_build() -> None:
     assert PROTOCOLS == (BaseProtocol, SystemPowerProtocol, SensorProtocol,
-                         PerformanceProtocol, PowerProtocol)
+                         PerformanceProtocol, PowerProtocol, ClockProtocol, ResetProtocol,
+                         VoltageProtocol, PowercapProtocol)
     # Protocols over resources exist for an agent only when it sees some; System Power
     # for every agent.
     dispatcher = build_dispatcher([])

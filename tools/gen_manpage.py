@@ -57,7 +57,7 @@ def _roff(text: str) -> str:
 def _device_kinds() -> list[tuple[str, str]]:
     from vhost_scmi.devices.registry import devices_help
 
-    return [("DEVICE KINDS", _roff(devices_help()))]
+    return [("DEVICE KINDS", _roff(devices_help(plugins=False)))]
 
 
 #: Generated sections of a page, placed after OPTIONS.

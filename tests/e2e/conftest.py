@@ -136,11 +136,18 @@ class EndToEnd:
         return self.socket_dir / f"{name}.sock"
 
     def start_daemon(self, *devices: str, socket_path: Path | None = None,
-                     name: str = "daemon", options: Sequence[str] = ()) -> Daemon:
+                     name: str = "daemon", options: Sequence[str] = (),
+                     socket_count: int | None = None) -> Daemon:
         """Start the installed daemon with `--socket-path` and one `--device` per spec
-        (and `options`)."""
+        (and `options`).
+
+        With `socket_count` N (`-c N`) it serves PATH0..PATH<N-1>; the Daemon's
+        socket_path is PATH0.
+        """
         socket_path = socket_path or self.socket_path()
         argv = [daemon_executable(), "--socket-path", str(socket_path), *options]
+        if socket_count is not None:
+            argv += ["--socket-count", str(socket_count)]
         for spec in devices:
             argv += ["--device", spec]
         return self._start(argv, socket_path, name)
@@ -162,7 +169,12 @@ class EndToEnd:
         self._processes.append(proc)
         daemon = Daemon(proc, socket_path, log_path, argv)
         self.daemons.append(daemon)
-        daemon.wait_listening()
+        if socket_count is None:
+            daemon.wait_listening()
+            return daemon
+        for index in reversed(range(socket_count)):
+            daemon.socket_path = Path(f"{socket_path}{index}")
+            daemon.wait_listening()
         return daemon
 
     def boot(self, script: str, socket_path: Path | None, *, reconnect: bool = False,

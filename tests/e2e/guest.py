@@ -82,6 +82,28 @@ PERF_POWER_NODES = """
 };
 """
 
+#: Clock (0x14), Reset domain (0x16), Voltage domain (0x17) and Powercap (0x18) nodes,
+#: merged in by the tests of those protocols only (`dtb_with`).
+SCMI_DOMAIN_NODES = """
+/ {
+    firmware {
+        scmi {
+            protocol@14 { reg = <0x14>; #clock-cells = <1>; };
+            protocol@16 { reg = <0x16>; #reset-cells = <1>; };
+            protocol@17 {
+                reg = <0x17>;
+                regulators {
+                    #address-cells = <1>;
+                    #size-cells = <0>;
+                    regulator@0 { reg = <0>; regulator-name = "scmi-vdd0"; };
+                };
+            };
+            protocol@18 { reg = <0x18>; };
+        };
+    };
+};
+"""
+
 BEGIN = "@@E2E-BEGIN@@"
 END_RE = re.compile(r"@@E2E-END rc=(\d+)@@")
 DMESG_BEGIN = "@@E2E-DMESG-BEGIN@@"

@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from vhost_scmi.devices.resource import Resource
+from vhost_scmi.devices.resource import DeviceSpecError, Resource
+
+#: Longest domain name a user may give: SCMI extended names carry 63 bytes.
+MAX_DOMAIN_NAME = 63
 
 
 @dataclass(frozen=True)
@@ -31,3 +34,30 @@ class DeviceKind:
     #: DeviceSpecError saying what is wrong when the host device is unusable; the caller
     #: names the spec.
     create: Callable[[Mapping[str, str]], list[Resource]]
+
+
+def domain_name(props: Mapping[str, str], default: str) -> str:
+    """The `name` property (or `default`): 1 to 63 bytes, as the guest reads it."""
+    name = props.get("name", default)
+    if not name or len(name.encode()) > MAX_DOMAIN_NAME:
+        raise DeviceSpecError(f"name '{name}' must be 1 to {MAX_DOMAIN_NAME} bytes")
+    return name
+
+
+def int_list(props: Mapping[str, str], key: str) -> tuple[int, ...] | None:
+    """The `key` property as integers separated by ':' (None when absent)."""
+    text = props.get(key)
+    if text is None:
+        return None
+    try:
+        return tuple(int(part, 10) for part in text.split(":"))
+    except ValueError:
+        raise DeviceSpecError(f"{key}='{text}' is not integers separated by ':'") from None
+
+
+def switch(props: Mapping[str, str], key: str) -> bool:
+    """The `key` property as on/off (absent: off)."""
+    text = props.get(key, "off")
+    if text not in ("on", "off"):
+        raise DeviceSpecError(f"{key}='{text}' must be on or off")
+    return text == "on"

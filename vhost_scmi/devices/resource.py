@@ -37,6 +37,9 @@ class Resource(abc.ABC):  # noqa: B024 - a base with optional hooks only
     #: calls it off the event loop, on a worker thread with a deadline. In-memory
     #: resources (fakes) set False and are called inline.
     blocking: bool = True
+    #: True when the host binding only mirrors the device (a host regulator, a powercap
+    #: zone without control=on): every agent's sets are then DENIED.
+    read_only: bool = False
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release host resources held (open files)."""

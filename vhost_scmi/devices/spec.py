@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from vhost_scmi.devices.registry import DEVICE_KINDS
+from vhost_scmi.devices.registry import DEVICE_KINDS, all_kinds, find_kind
 from vhost_scmi.devices.resource import DeviceSpecError, Resource
 
 
@@ -15,9 +15,9 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     Raises DeviceSpecError naming the spec and the problem.
     """
     kind_id, *pairs = spec.split(",")
-    kind = DEVICE_KINDS.get(kind_id)
+    kind = find_kind(kind_id)
     if kind is None:
-        known = ", ".join(sorted(DEVICE_KINDS))
+        known = ", ".join(sorted(all_kinds()))
         raise DeviceSpecError(f"device spec '{spec}': unknown device kind '{kind_id}' "
                               f"(known: {known})")
     allowed = {prop.name: prop for prop in kind.properties}
@@ -48,10 +48,27 @@ def create_resources(specs: Iterable[str]) -> list[Resource]:
     try:
         for spec in specs:
             kind_id, props = parse_spec(spec)
+            kind = find_kind(kind_id)
+            assert kind is not None
             try:
-                resources.extend(DEVICE_KINDS[kind_id].create(props))
+                created = kind.create(props)
             except DeviceSpecError as err:
                 raise DeviceSpecError(f"device spec '{spec}': {err}") from err
+            except Exception as err:
+                if kind_id in DEVICE_KINDS:
+                    raise
+                # A plugin's bug is a bad spec for the user, not a traceback.
+                raise DeviceSpecError(f"device spec '{spec}': plugin device kind "
+                                      f"'{kind_id}' failed: {type(err).__name__}: "
+                                      f"{' '.join(str(err).split())}") from err
+            if not isinstance(created, list) or not all(
+                    isinstance(resource, Resource) for resource in created):
+                for resource in created if isinstance(created, list) else ():
+                    if isinstance(resource, Resource):
+                        resource.close()
+                raise DeviceSpecError(f"device spec '{spec}': device kind '{kind_id}' did "
+                                      f"not return a list of resources")
+            resources.extend(created)
     except BaseException:
         for resource in resources:
             resource.close()

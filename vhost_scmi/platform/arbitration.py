@@ -59,12 +59,18 @@ class SharedSetting(Generic[T]):
     """
 
     def __init__(self, resource: Resource, name: str, rule: Rule, value: T,
-                 apply: Callable[[T], object], *, shared: bool = False) -> None:
+                 apply: Callable[[T], object], *, shared: bool = False,
+                 logged: bool = True, idle: T | None = None) -> None:
         self.resource = resource
         self.name = name
         self.rule = rule
         self.value = value
         self.shared = shared
+        #: Whether changes are logged as host changes (False for settings that only
+        #: carry news between agents and never reach the host).
+        self.logged = logged
+        #: The value applied once no agent requests anything (None: the value stays).
+        self.idle = idle
         self._apply = apply
         #: agent id -> its latest request, in request order.
         self.requests: dict[int, T] = {}
@@ -78,9 +84,10 @@ class SharedSetting(Generic[T]):
         self._last_agent: int | None = None
 
     def combine(self, requests: dict[int, T]) -> T | None:
-        """Return the value the rule makes of `requests`, or None when there are none."""
+        """Return the value the rule makes of `requests`; with none, `idle` (None:
+        nothing to apply)."""
         if not requests:
-            return None
+            return self.idle
         values = list(requests.values())
         if self.rule is Rule.HIGHEST:
             return max(values)  # type: ignore[type-var]
@@ -176,8 +183,9 @@ class SharedSetting(Generic[T]):
                                   self.resource.name, combined)
                     return
                 first = False
-                log.info("host: %s of %s set to %s (requests: %s)", self.name,
-                         self.resource.name, combined, self.requests)
+                if self.logged:
+                    log.info("host: %s of %s set to %s (requests: %s)", self.name,
+                             self.resource.name, combined, self.requests)
                 self.value = combined
                 self.changed_by = changed_by
                 for agent, callback in list(self._watchers.items()):

@@ -79,7 +79,10 @@ class AgentView:
         return [resource for resource in self.resources if isinstance(resource, kind)]
 
     def may_control(self, resource: Resource) -> bool:
-        """Whether this agent's configuration lets it change `resource`."""
+        """Whether this agent's configuration, and the resource's binding, let it change
+        `resource` (a read-only binding is never changed)."""
+        if resource.read_only:
+            return False
         return self.controllable is None or resource in self.controllable
 
     def may_request_power(self, state: str) -> bool:
