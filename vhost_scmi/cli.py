@@ -35,13 +35,12 @@ PROG = backend_info.PROG
 DESCRIPTION = """\
 vhost-device-scmi is a vhost-user backend for a VirtIO SCMI device. A virtual
 machine monitor such as QEMU (-device vhost-user-scmi-pci) connects to its Unix
-socket; the guest then reads host sensors, and uses clocks, reset domains,
-voltage domains and powercap domains, through the SCMI Base, Sensor Management,
-Clock, Reset domain, Voltage domain and Powercap protocols as if they were its
-own firmware's. Each -d option names a device kind and its properties; the guest
-sees the resulting resources in command-line order (ids per protocol). Host
-writes are opt-in: host-backed kinds are read-only unless given control=on.
-Installed plugins add device kinds (see --help-devices).
+socket; the guest then reads host sensors, and uses performance, power, clock,
+reset, voltage and powercap domains, through the SCMI protocols of those names
+as if they were its own firmware's. Each -d option names a device kind and its
+properties; the guest sees the resulting resources in command-line order (ids
+per protocol). Host writes are opt-in: host-backed kinds are read-only unless
+given control=. Installed plugins add device kinds (see --help-devices).
 
 The daemon serves one socket, -s PATH; or N sockets PATH0 ... PATH<N-1> with
 -c N, one VMM on each at a time, each with SCMI state (sensor configurations,
