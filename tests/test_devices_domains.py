@@ -176,10 +176,10 @@ def test_powercap_zone_without_meter(tmp_path: Path) -> None:
 
 
 def test_device_error_carries_errno(tmp_path: Path) -> None:
-    from vhost_scmi.devices.sysfs import read_int, write_text
+    from vhost_scmi.devices.sysfs import read_int, write_attribute
     with pytest.raises(DeviceError) as caught:
         read_int(tmp_path / "missing")
     assert caught.value.errno == 2
     with pytest.raises(DeviceError) as caught:
-        write_text(tmp_path / "missing-dir" / "x", "1")
+        write_attribute(tmp_path / "missing-dir" / "x", "1")
     assert caught.value.errno == 2

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
-"""SharedSetting rules as the domain protocols use them: ANY falls back to False when the
+"""SharedSetting rules as the domain protocols use them: an idle value applies once the
 last agent leaves, watchers see the requests that made the value, announcements (logged
 False) leave no host-change line in the log."""
 
@@ -18,15 +18,19 @@ def setting(rule: Rule, value: object, applied: list, **kwargs) -> SharedSetting
     return SharedSetting(FakeReset("r"), "s", rule, value, applied.append, **kwargs)
 
 
-def test_any_is_false_once_nobody_asks() -> None:
+def test_idle_value_once_nobody_asks() -> None:
     applied: list = []
-    enabled = setting(Rule.ANY, False, applied)
+    enabled = setting(Rule.ANY, False, applied, idle=False)
     run_inline(enabled.request(1, True))
     run_inline(enabled.request(2, True))
     run_inline(enabled.release(1))
     assert enabled.value is True and applied == [True]
     run_inline(enabled.release(2))
     assert enabled.value is False and applied == [True, False]
+    kept = setting(Rule.ANY, False, [])  # no idle value: the last value stays
+    run_inline(kept.request(1, True))
+    run_inline(kept.release(1))
+    assert kept.value is True
 
 
 def test_lowest_and_exclusive() -> None:

@@ -187,8 +187,9 @@ class ClockProtocol(DomainProtocol[ClockDomain]):
     # Shared settings
 
     async def _enabled_setting(self, clock: ClockDomain) -> SharedSetting[bool]:
+        # Enabled while ANY agent has it enabled: gated once none has.
         return await self.setting(clock, "enabled", Rule.ANY, clock.is_enabled,
-                                  clock.set_enabled)
+                                  clock.set_enabled, idle=False)
 
     async def _rate_setting(self, clock: ClockDomain) -> SharedSetting[int]:
         return await self.setting(clock, "rate", Rule.EXCLUSIVE, clock.get_rate,

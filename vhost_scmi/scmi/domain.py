@@ -156,12 +156,13 @@ class DomainProtocol(Protocol, Generic[R]):
 
     async def setting(self, resource: Resource, name: str, rule: Rule,
                       read: Callable[[], T], apply: Callable[[T], object], *,
-                      shared: bool = False) -> SharedSetting[T]:
-        """The shared setting `name` of `resource`, created from the device's value."""
+                      shared: bool = False, idle: T | None = None) -> SharedSetting[T]:
+        """The shared setting `name` of `resource`, created from the device's value;
+        `idle` is applied once no agent asks for anything (None: the value stays)."""
         current = await self.host(resource, read)
         return self.platform.arbiter.setting(
             resource, name, lambda: SharedSetting(resource, name, rule, current, apply,
-                                                  shared=shared))
+                                                  shared=shared, idle=idle))
 
     async def request(self, setting: SharedSetting[T], value: T) -> T:
         """Ask for `value`; DENIED when another agent holds the setting."""

@@ -143,7 +143,7 @@ class ResetProtocol(DomainProtocol[ResetDomain]):
             if not domain.explicit:
                 raise ScmiError(Status.NOT_SUPPORTED, f"{domain.name} cannot be held in reset")
             setting = await self.setting(domain, "asserted", Rule.ANY, lambda: False,
-                                         domain.set_asserted)
+                                         domain.set_asserted, idle=False)
             await self.request(setting, explicit)
             if explicit:
                 await self.announce(domain, "reset-issued", state)

@@ -139,7 +139,8 @@ class VoltageProtocol(DomainProtocol[VoltageDomain]):
             raise ScmiError(Status.NOT_SUPPORTED, "no implementation-defined modes")
         if config not in (VoltageConfig.OFF, VoltageConfig.ON):
             raise ScmiError(Status.INVALID_PARAMETERS, f"reserved mode {config:#x}")
-        setting = await self.setting(domain, "on", Rule.ANY, domain.is_on, domain.set_on)
+        setting = await self.setting(domain, "on", Rule.ANY, domain.is_on, domain.set_on,
+                                     idle=False)
         await self.request(setting, config == VoltageConfig.ON)
         return status_only(header, Status.SUCCESS)
 
