@@ -150,7 +150,14 @@ class EndToEnd:
             argv += ["--socket-count", str(socket_count)]
         for spec in devices:
             argv += ["--device", spec]
-        return self._start(argv, socket_path, name)
+        if socket_count is None:
+            return self._start(argv, socket_path, name)
+        # -c N: PATH0..PATH<N-1> listen; the Daemon is known by PATH0.
+        paths = [Path(f"{socket_path}{index}") for index in range(socket_count)]
+        daemon = self._start(argv, paths[-1], name)
+        daemon.socket_path = paths[0]
+        daemon.wait_listening()
+        return daemon
 
     def start_config_daemon(self, config: str, socket_path: Path,
                             name: str = "daemon") -> Daemon:
@@ -169,12 +176,7 @@ class EndToEnd:
         self._processes.append(proc)
         daemon = Daemon(proc, socket_path, log_path, argv)
         self.daemons.append(daemon)
-        if socket_count is None:
-            daemon.wait_listening()
-            return daemon
-        for index in reversed(range(socket_count)):
-            daemon.socket_path = Path(f"{socket_path}{index}")
-            daemon.wait_listening()
+        daemon.wait_listening()
         return daemon
 
     def boot(self, script: str, socket_path: Path | None, *, reconnect: bool = False,
