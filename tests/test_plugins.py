@@ -120,7 +120,7 @@ def test_plugin_kind_serves_a_guest_beside_built_ins(site: Path, start_daemon) -
                           "-d", "fake", env=env_with(site))
     with daemon.session() as vm:
         protocols = vm.cmdq.transact(struct.pack("<II", header(BASE, 6), 0), 256)
-        assert protocols[8:] == struct.pack("<I", 2) + bytes((0x14, 0x15, 0, 0))
+        assert protocols[8:] == struct.pack("<I", 3) + bytes((0x12, 0x14, 0x15, 0))
         reply = vm.cmdq.transact(struct.pack("<II", header(CLOCK, 3), 0), 256)
         assert struct.unpack_from("<i", reply, 4)[0] == 0
         assert reply[12:17] == b"xtal\0"

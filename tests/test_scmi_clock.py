@@ -35,7 +35,8 @@ def d(clocks):
 
 
 def test_discovery(d) -> None:
-    assert call(d, BASE, 0x6, 0)[1] == u32s(2) + bytes((0x14, 0x15, 0, 0))
+    # System Power is there for every agent; Sensor only with sensors.
+    assert call(d, BASE, 0x6, 0)[1] == u32s(2) + bytes((0x12, 0x14, 0, 0))
     assert call(d, CLOCK, 0x0) == (S.SUCCESS, u32s(0x30000))
     assert call(d, CLOCK, 0x1) == (S.SUCCESS, struct.pack("<HBB", 3, 0, 0))
     for message in range(0x3, 0x10):
