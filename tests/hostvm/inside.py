@@ -1,0 +1,349 @@
+# SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+"""What the host VM runs (started by tests/hostvm/init): real devices, the daemon, a frontend.
+
+Usage (inside the VM): python -P inside.py OUTDIR. Needs the environment the kernel
+command line gives init: HOSTVM_I2C_STUB (the i2c-stub.ko matching the running kernel).
+
+Creates an IIO dummy device (configfs), an lm75 temperature sensor and an mma7660 3-axis
+accelerometer on i2c-stub, a gpio-sim chip; starts the installed daemon on them and
+queries it through the project's vhost-user frontend, as a VMM would. Every fact the
+tests check (the kernel's own attribute texts, the SCMI descriptions and readings,
+statuses) goes to OUTDIR/results.json; the assertions are made outside, by pytest.
+This file does no checking of its own beyond recording errors.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from vhost_scmi.daemon import ScmiFeature, ScmiQueue
+from vhost_scmi.scmi.client import ScmiClient, ScmiStatusError
+from vhost_scmi.vhost.frontend import GuestRam, VhostUserFrontend
+
+OUT = Path(sys.argv[1])
+SOCKET = "/run/scmi.sock"
+I2C_STUB_ADDRESSES = (0x48, 0x4C)
+LM75, MMA7660 = I2C_STUB_ADDRESSES
+DUMMY_NAME = "scmidummy"
+
+#: x86_64 system call number of finit_module(2): this machine has no kmod.
+SYS_FINIT_MODULE = 313
+# linux/i2c-dev.h and linux/i2c.h
+I2C_SLAVE_FORCE = 0x0706
+I2C_SMBUS = 0x0720
+I2C_SMBUS_WRITE = 0
+I2C_SMBUS_BYTE_DATA = 2
+I2C_SMBUS_WORD_DATA = 3
+
+results: dict[str, Any] = {"errors": []}
+
+
+def save() -> None:
+    tmp = OUT / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.rename(OUT / "results.json")
+
+
+def mark(step: str) -> None:
+    """Record when each step started (seconds since boot), for the timing report."""
+    with open("/proc/uptime") as uptime:
+        results.setdefault("timeline", []).append((step, float(uptime.read().split()[0])))
+
+
+def write(path: str | Path, text: str) -> None:
+    with open(path, "w") as file:
+        file.write(text)
+
+
+def wait_for(what: str, predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {what} within {timeout} s")
+        time.sleep(0.02)
+
+
+def load_module(path: str, params: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.syscall(SYS_FINIT_MODULE, fd, params.encode(), 0) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"finit_module({path}): {os.strerror(errno)}")
+    finally:
+        os.close(fd)
+
+
+class SmbusIoctl(ctypes.Structure):
+    """struct i2c_smbus_ioctl_data."""
+
+    _fields_ = [("read_write", ctypes.c_uint8), ("command", ctypes.c_uint8),
+                ("size", ctypes.c_uint32), ("data", ctypes.c_void_p)]
+
+
+def smbus_write(bus: int, address: int, register: int, value: int, size: int) -> None:
+    """Write a byte or (little-endian) word register of a chip, even one a driver holds."""
+    data = (ctypes.c_uint8 * 34)()
+    data[0], data[1] = value & 0xFF, value >> 8 & 0xFF
+    request = SmbusIoctl(I2C_SMBUS_WRITE, register, size, ctypes.addressof(data))
+    fd = os.open(f"/dev/i2c-{bus}", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, I2C_SLAVE_FORCE, address)
+        fcntl.ioctl(fd, I2C_SMBUS, request)
+    finally:
+        os.close(fd)
+
+
+def lm75_set(bus: int, millidegrees: int) -> None:
+    # The temperature register is big-endian on the wire, 1/256 °C per bit (the lm75
+    # driver keeps 9 bits: 0.5 °C steps); SMBus words are little-endian.
+    register = (millidegrees * 256 // 1000) & 0xFFFF
+    smbus_write(bus, LM75, 0, (register >> 8) | (register & 0xFF) << 8, I2C_SMBUS_WORD_DATA)
+
+
+def read_attributes(directory: Path, names: list[str]) -> dict[str, str]:
+    return {name: (directory / name).read_text().strip() for name in names}
+
+
+def iio_device(name: str, parent: Path = Path("/sys/bus/iio/devices")) -> Path:
+    def find() -> Path | None:
+        for device in parent.glob("iio:device*"):
+            if (device / "name").read_text().strip() == name:
+                return device
+        return None
+    return wait_for(f"IIO device {name}", find)
+
+
+def make_devices() -> dict[str, Any]:
+    """Create the real devices; return where they are."""
+    mark("devices")
+    where: dict[str, Any] = {}
+    # The IIO dummy, through configfs.
+    os.mkdir(f"/sys/kernel/config/iio/devices/dummy/{DUMMY_NAME}")
+    where["dummy"] = str(iio_device(DUMMY_NAME))
+    # i2c-stub with an lm75 and an mma7660 on it.
+    load_module(os.environ["HOSTVM_I2C_STUB"],
+                "chip_addr=" + ",".join(f"{a:#x}" for a in I2C_STUB_ADDRESSES))
+    adapter = wait_for("i2c-stub adapter", lambda: next(
+        (p for p in Path("/sys/bus/i2c/devices").glob("i2c-*")
+         if (p / "name").read_text().strip() == "SMBus stub driver"), None))
+    bus = int(adapter.name.split("-")[1])
+    where["bus"] = bus
+    wait_for(f"/dev/i2c-{bus}", lambda: Path(f"/dev/i2c-{bus}").exists())
+    lm75_set(bus, 25000)
+    for register, value in enumerate((5, 0x3E, 21)):  # x = 5, y = -2, z = 21 (6 bits)
+        smbus_write(bus, MMA7660, register, value, I2C_SMBUS_BYTE_DATA)
+    write(adapter / "new_device", f"lm75 {LM75:#x}")
+    write(adapter / "new_device", f"mma7660 {MMA7660:#x}")
+    lm75 = Path(f"/sys/bus/i2c/devices/{bus}-{LM75:04x}")
+    where["lm75_client"] = lm75.name
+    where["lm75"] = str(wait_for("lm75 hwmon", lambda: next(lm75.glob("hwmon/hwmon*"), None)))
+    mma = Path(f"/sys/bus/i2c/devices/{bus}-{MMA7660:04x}")
+    where["mma7660"] = str(wait_for("mma7660 IIO", lambda: next(mma.glob("iio:device*"),
+                                                                None)))
+    # gpio-sim: one bank of 8 lines.
+    chip = Path("/sys/kernel/config/gpio-sim/scmi")
+    os.mkdir(chip)
+    os.mkdir(chip / "bank0")
+    write(chip / "bank0" / "num_lines", "8")
+    write(chip / "live", "1")
+    where["gpiochip"] = (chip / "bank0" / "chip_name").read_text().strip()
+    return where
+
+
+# Each case: label -> (device spec, IIO device key, kernel attributes to record).
+def iio_cases(where: dict[str, Any]) -> dict[str, tuple[str, str, list[str]]]:
+    dummy, mma = where["dummy"], where["mma7660"]
+    return {
+        "dummy_voltage0": (f"iio,path={dummy},channel=in_voltage0,name=volt0", dummy,
+                           ["in_voltage0_raw", "in_voltage0_offset", "in_voltage0_scale"]),
+        "dummy_diff12": (f"iio,path={dummy},channel=in_voltage1-voltage2,name=diff12", dummy,
+                         ["in_voltage1-voltage2_raw", "in_voltage-voltage_scale"]),
+        "dummy_diff34": (f"iio,path={dummy},channel=in_voltage3-voltage4,name=diff34", dummy,
+                         ["in_voltage3-voltage4_raw", "in_voltage-voltage_scale"]),
+        "dummy_accel": (f"iio,path={dummy},channel=in_accel,name=dummyaccel", dummy,
+                        ["in_accel_x_raw"]),
+        "dummy_steps": (f"iio,path={dummy},channel=in_steps,name=steps", dummy,
+                        ["in_steps_input"]),
+        "dummy_walking": (f"iio,path={dummy},channel=in_activity_walking,name=walking", dummy,
+                          ["in_activity_walking_input"]),
+        "dummy_running": (f"iio,path={dummy},channel=in_activity_running,name=running", dummy,
+                          ["in_activity_running_input"]),
+        "dummy_out0": (f"iio,path={dummy},channel=out_voltage0,name=dac0", dummy,
+                       ["out_voltage0_raw"]),
+        "mma7660": (f"iio,path={mma},channel=in_accel,name=mma7660", mma,
+                    ["in_accel_x_raw", "in_accel_y_raw", "in_accel_z_raw", "in_accel_scale",
+                     "in_accel_scale_available"]),
+    }
+
+
+def describe_sensors(client: ScmiClient) -> list[dict[str, Any]]:
+    sensors = []
+    for sensor in client.sensor_descriptions():
+        entry: dict[str, Any] = {"id": sensor.id, "name": sensor.name, "unit": sensor.unit,
+                                 "exponent": sensor.exponent, "axes": []}
+        if sensor.axis_count:
+            entry["axes"] = [{"name": a.name, "unit": a.unit, "exponent": a.exponent}
+                             for a in client.axis_descriptions(sensor.id)]
+        sensors.append(entry)
+    return sensors
+
+
+def read_status(client: ScmiClient, sensor_id: int) -> dict[str, Any]:
+    try:
+        return {"values": [r.value for r in client.read(sensor_id)]}
+    except ScmiStatusError as error:
+        return {"status": error.status}
+
+
+def connect(timeout: float = 30.0) -> VhostUserFrontend:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return VhostUserFrontend(SOCKET, timeout=10.0)
+        except (FileNotFoundError, ConnectionRefusedError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def serve_and_probe(where: dict[str, Any]) -> None:
+    cases = iio_cases(where)
+    lm75_dir = Path(where["lm75"])
+    specs = [spec for spec, _, _ in cases.values()]
+    specs.append(f"hwmon,path={lm75_dir},channel=temp1,name=lm75")
+    labels = [*cases, "lm75"]
+    daemon_path = Path(sys.executable).parent / "vhost-device-scmi"
+    argv = [str(daemon_path), "--socket-path", SOCKET]
+    for spec in specs:
+        argv += ["--device", spec]
+    results["daemon_argv"] = argv
+    mark("daemon")
+    with open(OUT / "daemon.log", "wb") as log:
+        daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    ram = GuestRam()
+    try:
+        with connect() as frontend:
+            mark("connected")
+            queues = frontend.setup(ram, queue_count=len(ScmiQueue),
+                                    device_features=1 << ScmiFeature.P2A_CHANNELS)
+            cmdq = queues[ScmiQueue.CMDQ]
+            client = ScmiClient(lambda request: cmdq.transact(request, 136, timeout=10.0))
+            sensors = describe_sensors(client)
+            results["sensors"] = dict(zip(labels, sensors, strict=False))
+            # Each IIO case: the kernel's attribute texts around one SCMI reading.
+            results["iio"] = {}
+            for index, (label, (spec, device, names)) in enumerate(cases.items()):
+                before = read_attributes(Path(device), names)
+                reading = read_status(client, index)
+                after = read_attributes(Path(device), names)
+                results["iio"][label] = {"spec": spec, "kernel": before,
+                                         "kernel_after": after, **reading}
+            mark("iio read")
+            # The lm75: 25 °C as preset, then temperatures set under the running daemon.
+            lm75_id = labels.index("lm75")
+            steps = []
+            for millidegrees in (25000, 31500, -12000):
+                if millidegrees != 25000:
+                    lm75_set(where["bus"], millidegrees)
+                kernel = (lm75_dir / "temp1_input").read_text().strip()
+                steps.append({"set": millidegrees, "kernel": kernel,
+                              **read_status(client, lm75_id)})
+            results["lm75"] = steps
+            # The mma7660 moves: a new x register under the daemon.
+            smbus_write(where["bus"], MMA7660, 0, 0x21, I2C_SMBUS_BYTE_DATA)  # -31
+            mma_id = labels.index("mma7660")
+            results["mma7660_moved"] = {
+                "kernel": (Path(where["mma7660"]) / "in_accel_x_raw").read_text().strip(),
+                **read_status(client, mma_id)}
+            mark("lm75 read")
+            # The lm75 leaves while served: unbind its driver.
+            write("/sys/bus/i2c/drivers/lm75/unbind", where["lm75_client"])
+            gone = {"hwmon_exists": lm75_dir.exists(), **read_status(client, lm75_id)}
+            gone["again"] = read_status(client, lm75_id)
+            gone["other_sensor"] = read_status(client, mma_id)
+            gone["vendor"] = client.vendor()
+            gone["daemon_alive"] = daemon.poll() is None
+            results["unbound"] = gone
+            mark("unbound")
+            frontend.stop()
+    finally:
+        ram.close()
+        alive = daemon.poll() is None
+        results["daemon_alive_at_end"] = alive
+        if alive:
+            daemon.terminate()
+        try:
+            results["daemon_exit"] = daemon.wait(10)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            results["daemon_exit"] = daemon.wait(10)
+
+
+def platform_facts(where: dict[str, Any]) -> None:
+    """What the rig offers for device kinds still to come (runtime PM, PCI reset, GPIO)."""
+    pci = {}
+    for device in sorted(Path("/sys/bus/pci/devices").iterdir()):
+        pci[device.name] = {
+            "class": (device / "class").read_text().strip(),
+            "power_control": (device / "power" / "control").read_text().strip(),
+            "runtime_status": (device / "power" / "runtime_status").read_text().strip(),
+            "reset": (device / "reset").exists(),
+            "reset_method": ((device / "reset_method").read_text().strip()
+                             if (device / "reset_method").exists() else None),
+        }
+    results["pci"] = pci
+    # Runtime PM: a device without a driver suspends once its control is "auto".
+    driverless = next((d for d in sorted(Path("/sys/bus/pci/devices").iterdir())
+                       if not (d / "driver").exists()), None)
+    if driverless is not None:
+        write(driverless / "power" / "control", "auto")
+        status = driverless / "power" / "runtime_status"
+        try:
+            wait_for("runtime suspend",
+                     lambda: status.read_text().strip() == "suspended", timeout=5)
+        except TimeoutError:
+            pass
+        results["runtime_pm"] = {"device": driverless.name,
+                                 "status": status.read_text().strip()}
+        write(driverless / "power" / "control", "on")
+    chip = where["gpiochip"]
+    results["gpio"] = {"chip": chip, "dev": Path(f"/dev/{chip}").exists()}
+
+
+def main() -> int:
+    mark("start")
+    results["kernel"] = os.uname().release
+    status = 0
+    for step in (make_devices, serve_and_probe, platform_facts):
+        try:
+            if step is make_devices:
+                results["where"] = make_devices()
+            else:
+                step(results["where"])
+        except Exception:
+            results["errors"].append(f"{step.__name__}: {traceback.format_exc()}")
+            status = 1
+            if step is make_devices:
+                break
+        save()
+    mark("end")
+    save()
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
