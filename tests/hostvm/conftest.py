@@ -6,8 +6,9 @@ over 9p, so the daemon it runs is the one installed here. Its init (tests/hostvm
 runs tests/hostvm/inside.py, which creates real devices (IIO dummy, lm75 and mma7660 on
 i2c-stub, gpio-sim; PCI devices come from QEMU), serves them with the daemon, queries it
 through the project's vhost-user frontend and writes what it saw to a writable 9p share.
-A boot costs about 10 s of TCG, so the whole module shares one (`hostvm` fixture) and the
-tests assert on its results.
+It then boots the arm64 guest of tests/e2e inside (TCG in TCG) against a daemon serving the
+mma7660 and the lm75. A boot costs 10 s of TCG before any of this, so the whole session
+shares one (`hostvm` fixture) and the tests assert on its results.
 
 Kernel and module: $VHOST_SCMI_HOSTVM_DIR, else ../shared/hostvm beside the clone, else
 built by kernel/hostvm/build-kernel into the e2e cache (about 6 minutes).
@@ -28,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e.guest import GuestSetupError, prepare_guest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-#: Seconds from QEMU's start to the VM's power-off: about 30 s on an idle machine; CI
-#: machines under load can be several times slower.
-VM_TIMEOUT = 300.0
+#: Seconds from QEMU's start to the VM's power-off: about 70 s on an idle machine (half of
+#: it the nested guest); CI machines under load can be several times slower.
+VM_TIMEOUT = 420.0
 INSTALL_HINT = "run tools/install-test-deps"
 
 
@@ -50,7 +52,7 @@ class HostVmRun:
     def report(self) -> str:
         parts = [f"VM run in {self.outdir} ({self.seconds:.1f} s), inside.py exit "
                  f"{self.exit_status or 'missing'}"]
-        for name in ("inside.log", "daemon.log"):
+        for name in ("inside.log", "daemon.log", "nested-daemon.log"):
             path = self.outdir / name
             if path.exists():
                 parts.append(f"--- {name} ---\n{path.read_text(errors='replace')[-4000:]}")
@@ -124,7 +126,7 @@ def qemu_command(qemu: str, kernel: Path, module: Path, outdir: Path,
     ])
     return [
         qemu, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-        "-accel", "tcg,thread=multi", "-cpu", "max", "-M", "q35", "-smp", "2", "-m", "1G",
+        "-accel", "tcg,thread=multi", "-cpu", "max", "-M", "q35", "-smp", "2", "-m", "2G",
         "-kernel", str(kernel), "-append", append,
         "-serial", f"file:{console}",
         "-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
@@ -141,9 +143,19 @@ def boot(outdir: Path) -> HostVmRun:
         pytest.skip("the host VM runs this machine's own userland, which must be x86_64")
     qemu = find_qemu()
     kernel, module = find_kernel()
+    try:
+        guest = prepare_guest()
+    except GuestSetupError as error:
+        pytest.fail(f"the nested arm64 guest is unavailable: {error}", pytrace=False)
     console = outdir / "console.log"
     share = outdir / "share"
     share.mkdir()
+    # What inside.py needs to boot the nested guest: pieces prepared (and cached) here.
+    plan = {"tests_dir": str(REPO / "tests"),
+            "guest": {"qemu": guest.qemu, "qemu_version": list(guest.qemu_version),
+                      "kernel": str(guest.kernel), "dtb": str(guest.dtb),
+                      "busybox": str(guest.busybox), "cache_dir": str(guest.cache_dir)}}
+    (share / "plan.json").write_text(json.dumps(plan))
     argv = qemu_command(qemu, kernel, module, share, console)
     started = time.monotonic()
     with open(outdir / "qemu.log", "wb") as log:
@@ -167,7 +179,7 @@ def boot(outdir: Path) -> HostVmRun:
     return run
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def hostvm(tmp_path_factory: pytest.TempPathFactory) -> HostVmRun:
-    """One boot of the host VM for the whole module; its results."""
+    """One boot of the host VM for the whole session; its results."""
     return boot(tmp_path_factory.mktemp("hostvm"))

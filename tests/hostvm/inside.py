@@ -6,10 +6,12 @@ command line gives init: HOSTVM_I2C_STUB (the i2c-stub.ko matching the running k
 
 Creates an IIO dummy device (configfs), an lm75 temperature sensor and an mma7660 3-axis
 accelerometer on i2c-stub, a gpio-sim chip; starts the installed daemon on them and
-queries it through the project's vhost-user frontend, as a VMM would. Every fact the
-tests check (the kernel's own attribute texts, the SCMI descriptions and readings,
-statuses) goes to OUTDIR/results.json; the assertions are made outside, by pytest.
-This file does no checking of its own beyond recording errors.
+queries it through the project's vhost-user frontend, as a VMM would. When
+OUTDIR/plan.json names the arm64 test guest (tests/e2e), it then boots that guest, nested,
+against a second daemon serving the mma7660 and the lm75. Every fact the tests check (the
+kernel's own attribute texts, the SCMI descriptions and readings, statuses, the guest's
+output) goes to OUTDIR/results.json; the assertions are made outside, by pytest. This
+file does no checking of its own beyond recording errors.
 """
 
 from __future__ import annotations
@@ -208,6 +210,13 @@ def read_status(client: ScmiClient, sensor_id: int) -> dict[str, Any]:
         return {"status": error.status}
 
 
+def listening(path: str) -> bool:
+    """Whether a Unix socket listens on `path` (flag __SO_ACCEPTCON in /proc/net/unix)."""
+    with open("/proc/net/unix") as table:
+        return any(len(fields) >= 8 and fields[7] == path and int(fields[3], 16) & 0x10000
+                   for fields in (line.split() for line in table))
+
+
 def connect(timeout: float = 30.0) -> VhostUserFrontend:
     deadline = time.monotonic() + timeout
     while True:
@@ -293,6 +302,86 @@ def serve_and_probe(where: dict[str, Any]) -> None:
             results["daemon_exit"] = daemon.wait(10)
 
 
+# The nested guest's job: its SCMI IIO devices (scmi_iio) and hwmon inputs (scmi-hwmon).
+GUEST_SCRIPT = r"""
+cd /sys/bus/iio/devices
+for d in iio:device*; do
+    [ -e "$d/name" ] || continue
+    n=$(cat $d/name)
+    echo "iio=$n"
+    for f in $d/in_*_raw; do
+        c=$(basename $f _raw)
+        echo "$n.$c.raw=$(cat $f)"
+        echo "$n.$c.scale=$(cat $d/${c}_scale)"
+    done
+done
+for h in /sys/class/hwmon/hwmon*; do
+    echo "hwmon=$(cat $h/name)"
+    for f in $h/temp*_input; do
+        [ -e "$f" ] && echo "$(basename $f)=$(cat $f)"
+    done
+done
+"""
+NESTED_SOCKET = "/run/nested.sock"
+NESTED_TIMEOUT = 240.0
+NESTED_LM75 = 42500
+
+
+def nested_guest(where: dict[str, Any]) -> None:
+    """Boot the arm64 test guest against a daemon serving the mma7660 and the lm75."""
+    plan_file = OUT / "plan.json"
+    plan = json.loads(plan_file.read_text()) if plan_file.exists() else {}
+    if "guest" not in plan:
+        return
+    sys.path.insert(0, plan["tests_dir"])
+    from e2e.guest import GuestImage, GuestVM  # noqa: PLC0415 - only with a plan
+
+    guest = plan["guest"]
+    image = GuestImage(qemu=guest["qemu"], qemu_version=tuple(guest["qemu_version"]),
+                       kernel=Path(guest["kernel"]), dtb=Path(guest["dtb"]),
+                       busybox=Path(guest["busybox"]), cache_dir=Path(guest["cache_dir"]))
+    # The lm75 comes back (it was unbound above), at a temperature of its own.
+    lm75 = Path(f"/sys/bus/i2c/devices/{where['lm75_client']}")
+    write("/sys/bus/i2c/drivers/lm75/bind", where["lm75_client"])
+    hwmon = wait_for("lm75 hwmon again", lambda: next(lm75.glob("hwmon/hwmon*"), None))
+    lm75_set(where["bus"], NESTED_LM75)
+    mma = Path(where["mma7660"])
+    host = read_attributes(mma, ["in_accel_x_raw", "in_accel_y_raw", "in_accel_z_raw",
+                                 "in_accel_scale"])
+    host["temp1_input"] = (hwmon / "temp1_input").read_text().strip()
+    results["nested"] = {"host": host}
+    argv = [str(Path(sys.executable).parent / "vhost-device-scmi"),
+            "--socket-path", NESTED_SOCKET,
+            "--device", f"iio,path={mma},channel=in_accel,name=mma7660",
+            "--device", f"hwmon,path={hwmon},channel=temp1,name=lm75"]
+    mark("nested daemon")
+    processes: list[subprocess.Popen] = []
+    with open(OUT / "nested-daemon.log", "wb") as log:
+        daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    processes.append(daemon)
+    try:
+        wait_for("the nested daemon listening", lambda: listening(NESTED_SOCKET), 30)
+        workdir = Path("/run/guest")
+        vm = GuestVM(image, Path(NESTED_SOCKET), GUEST_SCRIPT, workdir, name="nested")
+        mark("nested guest")
+        vm.start(processes.append)
+        try:
+            result = vm.wait_result(NESTED_TIMEOUT)
+        finally:
+            (OUT / "nested-console.log").write_text(vm.console())
+            vm.close()
+        mark("nested guest done")
+        results["nested"].update(rc=result.rc, output=result.output,
+                                 dmesg=result.dmesg_matching(r"(?i)scmi|iio|hwmon"),
+                                 daemon_alive=daemon.poll() is None)
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
+
+
 def platform_facts(where: dict[str, Any]) -> None:
     """What the rig offers for device kinds still to come (runtime PM, PCI reset, GPIO)."""
     pci = {}
@@ -328,7 +417,7 @@ def main() -> int:
     mark("start")
     results["kernel"] = os.uname().release
     status = 0
-    for step in (make_devices, serve_and_probe, platform_facts):
+    for step in (make_devices, serve_and_probe, platform_facts, nested_guest):
         try:
             if step is make_devices:
                 results["where"] = make_devices()
