@@ -343,7 +343,14 @@ def test_scale_available_makes_the_exponent_fit_every_scale(
 def test_a_malformed_available_list_is_ignored(tmp_path: Path) -> None:
     files = {"in_temp_raw": "10", "in_temp_scale": "0.5",
              "in_temp_scale_available": "fast slow"}
-    sensor = create_iio_sensor(str(tree(tmp_path, files)), "in_temp")
+    directory = tree(tmp_path, files)
+    sensor = create_iio_sensor(str(directory), "in_temp")
+    assert (sensor.exponent, sensor.read()) == (-4, [50])
+    sensor.close()
+    # Not a regular file: ignored as well.
+    (directory / "in_temp_scale_available").unlink()
+    os.mkfifo(directory / "in_temp_scale_available")
+    sensor = create_iio_sensor(str(directory), "in_temp")
     assert (sensor.exponent, sensor.read()) == (-4, [50])
     sensor.close()
 

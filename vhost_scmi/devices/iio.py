@@ -237,12 +237,12 @@ def _available(directory: Path, names: list[str]) -> list[Decimal]:
     (`0.1 0.2`) or a range (`[min step max]`), whose bounds and step are returned.
     An unreadable or malformed list is ignored (it only refines the exponent)."""
     for name in names:
-        text = read_text(directory / name)
-        if text is None:
-            continue
         try:
+            text = read_text(directory / name)
+            if text is None:
+                continue
             return [parse_decimal(word, name) for word in text.strip("[]").split()]
-        except DeviceError as err:
+        except (DeviceError, DeviceSpecError) as err:
             log.warning("ignoring %s", err)
             return []
     return []
