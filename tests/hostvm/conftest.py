@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 #: Seconds from QEMU's start to the VM's power-off: about 70 s on an idle machine (half of
 #: it the nested guest); CI machines under load can be several times slower.
-VM_TIMEOUT = 420.0
+VM_TIMEOUT = 720.0
 INSTALL_HINT = "run tools/install-test-deps"
 
 
