@@ -112,7 +112,6 @@ COUNTED = frozenset(("count", "index", "steps"))
 #: direction, type, index (with the second channel of a differential one), the rest
 #: (modifier, extended name).
 _CHANNEL = re.compile(r"(in|out)_([a-z]+)(\d+(-[a-z]+\d+)?)?(_.*)?")
-_CALIBRATION_FILES = ("scale", "offset")
 
 
 @dataclass
