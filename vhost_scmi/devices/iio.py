@@ -13,8 +13,8 @@ specific first: per channel (`in_accel_x_scale`, `in_voltage0_scale`), per chann
 (`in_accel_scale`; `in_voltage-voltage_scale` for differential channels), per direction
 (`in_scale`) and per device (`scale`). A `_scale_available` (or `_offset_available`)
 list, in any of those forms, makes the exponent fine enough for every scale the device
-may switch to. They are re-read at most once a second (CALIBRATION_PERIOD), the value
-files on every read; files stay open between reads.
+may switch to. `_scale` and `_offset` are re-read at most once a second
+(CALIBRATION_PERIOD), the value files on every read; files stay open between reads.
 
 The ABI gives a `_raw` value a unit only through its scale: a `_raw` channel without
 any scale attribute reports its raw counts (+ offset) with the SCMI unit "unspecified",
