@@ -109,9 +109,9 @@ def find_kernel() -> tuple[Path, Path]:
 
 def qemu_command(qemu: str, kernel: Path, module: Path, outdir: Path,
                  console: Path) -> list[str]:
-    """The VM: q35 under TCG (KVM cannot run it on these machines: see
-    ../shared/docs/host-vm.md), 9p root and results share, a PCIe root port with a device
-    behind it (so that it has a PCI reset), the serial console to a file."""
+    """The VM: q35 under TCG (the CI machines' own paravirtual KVM cannot run a normal
+    kernel), 9p root and results share, a PCIe root port with a device behind it (so that
+    it has a PCI reset), the serial console to a file."""
     for path in (sys.executable, HERE / "init", HERE / "inside.py", module):
         if any(c.isspace() for c in str(path)):
             pytest.fail(f"{path}: the kernel command line cannot carry a path with spaces",
