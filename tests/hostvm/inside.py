@@ -323,7 +323,7 @@ for h in /sys/class/hwmon/hwmon*; do
 done
 """
 NESTED_SOCKET = "/run/nested.sock"
-NESTED_TIMEOUT = 480.0  # TCG in TCG: about 40 s idle, ten times that under load
+NESTED_TIMEOUT = 480.0  # TCG in TCG: about 3 minutes of one CPU
 NESTED_LM75 = 42500
 
 
