@@ -92,7 +92,8 @@ def test_a_full_queue_in_one_kick(daemon: Daemon) -> None:
             assert all(status_of(c.data) == 0 and len(c.data) == 8 + 3 * 16 for c in done)
 
 
-def test_eventq_holds_buffers_until_a_delayed_response(daemon: Daemon) -> None:
+def test_eventq_holds_buffers_until_a_delayed_response(start_daemon) -> None:
+    daemon = start_daemon("-d", "fake,async=on")
     with daemon.session() as vm:
         vm.eventq.post_buffers(4, 136)
         assert vm.cmdq.transact(command(BASE, 0), 256)  # the daemon has seen the buffers

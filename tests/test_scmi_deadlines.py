@@ -23,7 +23,9 @@ DISABLED = 0
 
 def make(*values: tuple[int]) -> tuple[Dispatcher, ScmiClient]:
     sensor = ScriptedSensor("temp", list(values), unit=Unit.DEGREES_C, exponent=-3)
-    dispatcher = build_dispatcher([sensor, FakeAccelerometer()])
+    fake = FakeAccelerometer()
+    fake.asynchronous = True
+    dispatcher = build_dispatcher([sensor, fake])
     return dispatcher, ScmiClient(lambda request: dispatcher.handle(request, LINUX_RESPONSE))
 
 

@@ -212,25 +212,25 @@ def test_axis_description_errors(params: tuple[int, int], status: Status) -> Non
     assert ask(dispatcher, command(SENSOR, 0x7, *params)) == response(SENSOR, 0x7, status)
 
 
-INTERVALS = [10 << 5 | 29, 20 << 5 | 29, 50 << 5 | 29, 100 << 5 | 29, 200 << 5 | 29,
-             500 << 5 | 29, 1 << 5]
+INTERVALS = [1 << 5 | 29, 2 << 5 | 29, 5 << 5 | 29, 10 << 5 | 29, 20 << 5 | 29,
+             50 << 5 | 29, 100 << 5 | 29, 200 << 5 | 29, 500 << 5 | 29, 1 << 5]
 
 
 def test_list_update_intervals() -> None:
     dispatcher, client = make(FakeAccelerometer())
     assert ask(dispatcher, command(SENSOR, 0x8, 0, 0)) == response(
-        SENSOR, 0x8, SUCCESS, u32s(7, *INTERVALS))
+        SENSOR, 0x8, SUCCESS, u32s(10, *INTERVALS))
     assert ask(dispatcher, command(SENSOR, 0x8, 0, 5)) == response(
-        SENSOR, 0x8, SUCCESS, u32s(2, *INTERVALS[5:]))
+        SENSOR, 0x8, SUCCESS, u32s(5, *INTERVALS[5:]))
     # Room for two: pages, with the rest in bits 31:16.
     assert ask(dispatcher, command(SENSOR, 0x8, 0, 0), 8 + 4 + 8) == response(
-        SENSOR, 0x8, SUCCESS, u32s(2 | 5 << 16, *INTERVALS[:2]))
+        SENSOR, 0x8, SUCCESS, u32s(2 | 8 << 16, *INTERVALS[:2]))
     assert client.update_intervals(0) == (False, [
-        (10, -3), (20, -3), (50, -3), (100, -3), (200, -3), (500, -3), (1, 0)])
+        (1, -3), (2, -3), (5, -3), (10, -3), (20, -3), (50, -3), (100, -3), (200, -3), (500, -3), (1, 0)])
 
 
 @pytest.mark.parametrize(("params", "status"), [
-    ((1, 0), Status.NOT_FOUND), ((0, 7), Status.INVALID_PARAMETERS)])
+    ((1, 0), Status.NOT_FOUND), ((0, 10), Status.INVALID_PARAMETERS)])
 def test_list_update_intervals_errors(params: tuple[int, int], status: Status) -> None:
     dispatcher, _ = make(FakeAccelerometer())
     assert ask(dispatcher, command(SENSOR, 0x8, *params)) == response(SENSOR, 0x8, status)
@@ -388,8 +388,15 @@ def test_reading_too_large_for_the_buffer_does_not_touch_the_device() -> None:
         SENSOR, 0x6, SUCCESS, reading((0, 0), (100, 0), (200, 0)))
 
 
+def asynchronous(sensor: Sensor) -> Sensor:
+    """`sensor`, offering asynchronous reads (a spec's async=on)."""
+    sensor.asynchronous = True
+    return sensor
+
+
 def test_asynchronous_read_answers_with_a_delayed_response() -> None:
-    dispatcher, client = make(FakeAccelerometer(), temperature(values=[(42,)]))
+    dispatcher, client = make(asynchronous(FakeAccelerometer()),
+                              asynchronous(temperature(values=[(42,)])))
     assert dispatcher.next_deadline() is None
     assert ask(dispatcher, command(SENSOR, 0x6, 0, 1, token=77)) == response(
         SENSOR, 0x6, SUCCESS, token=77)
@@ -405,7 +412,7 @@ def test_asynchronous_read_answers_with_a_delayed_response() -> None:
 
 
 def test_asynchronous_read_failing_reports_the_status_late() -> None:
-    dispatcher, client = make(temperature(values=[DeviceError("gone")]))
+    dispatcher, client = make(asynchronous(temperature(values=[DeviceError("gone")])))
     token = client.read_async(0)
     (event,) = dispatcher.take_events(time.monotonic())
     assert event == struct.pack("<Ii", header(SENSOR, 0x6, token, message_type=2),
@@ -414,7 +421,7 @@ def test_asynchronous_read_failing_reports_the_status_late() -> None:
 
 
 def test_asynchronous_reads_are_limited() -> None:
-    dispatcher, client = make(FakeAccelerometer())
+    dispatcher, client = make(asynchronous(FakeAccelerometer()))
     for _ in range(16):
         client.read_async(0)
     with pytest.raises(ScmiStatusError) as raised:
@@ -424,10 +431,17 @@ def test_asynchronous_reads_are_limited() -> None:
     client.read_async(0)
 
 
-def test_asynchronous_reads_are_not_advertised() -> None:
-    # Linux would then read every sensor asynchronously, through the event queue.
-    _, client = make(FakeAccelerometer(), temperature())
-    assert [s.async_read for s in client.sensor_descriptions()] == [False, False]
+def test_asynchronous_reads_only_where_advertised() -> None:
+    # Linux reads a sensor advertising them asynchronously, every time: only for a
+    # spec's async=on. Elsewhere NOT_SUPPORTED (scmi-tests' sensor test 015).
+    dispatcher, client = make(FakeAccelerometer(), asynchronous(temperature(values=[(1,)])))
+    assert [s.async_read for s in client.sensor_descriptions()] == [False, True]
+    assert ask(dispatcher, command(SENSOR, 0x6, 0, 1, token=5)) == response(
+        SENSOR, 0x6, Status.NOT_SUPPORTED, token=5)
+    assert dispatcher.take_events(time.monotonic()) == []
+    token = client.read_async(1)
+    (event,) = dispatcher.take_events(time.monotonic())
+    assert parse_event(event) == DelayedReading(token, 0, 1, (Reading(1, 0),))
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -455,9 +469,11 @@ def config(seconds: int, exponent: int, rounding: int = 2, flags: int = 1) -> in
     (config(150, -3, rounding=1), 200 << 16 | 29 << 11 | 1),
     (config(150, -3, rounding=2), DEFAULT_CONFIG | 1),  # tie: the shorter
     (config(180, -3, rounding=2), 200 << 16 | 29 << 11 | 1),
-    (config(1, -4, rounding=1), 10 << 16 | 29 << 11 | 1),  # below range: the shortest
+    (config(1, -4, rounding=1), 1 << 16 | 29 << 11 | 1),  # below range: the shortest
     (config(3600, 0, rounding=0), 1 << 16 | 1),  # above range: the longest
-    (config(0, -1), 10 << 16 | 29 << 11 | 1),  # zero seconds: the shortest
+    (config(0, -1), 1 << 16 | 29 << 11 | 1),  # zero seconds: the shortest
+    (config(1000, -6), 1 << 16 | 29 << 11 | 1),  # 1 kHz
+    (config(3, -3, rounding=0), 2 << 16 | 29 << 11 | 1),
     (config(5, 3, rounding=1), 1 << 16 | 1),  # exponent +3: 5000 s
 ])
 def test_config_set_then_get(request_config: int, expected: int) -> None:
@@ -638,7 +654,7 @@ def test_trip_point_notify(params: tuple[int, int], status: Status) -> None:
 # --- reset ----------------------------------------------------------------------------------
 
 def test_reset_forgets_configuration_subscriptions_and_pending_events() -> None:
-    dispatcher, client = make(FakeAccelerometer(), temperature(values=[(1,)] * 5))
+    dispatcher, client = make(asynchronous(FakeAccelerometer()), temperature(values=[(1,)] * 5))
     client.config_set(0, config(1, 0, flags=0b11))
     client.continuous_update_notify(0, True)
     client.trip_point_notify(1, True)

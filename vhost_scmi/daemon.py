@@ -2,9 +2,11 @@
 """The daemon: vhost-user sockets, one VMM at a time on each, an SCMI dispatcher behind each.
 
 One thread and one `selectors` loop (epoll) watch the listening sockets, the VMMs'
-connection sockets, the queues' kick eventfds and a wake-up pipe (signals, `stop()`);
-the loop sleeps until the dispatcher's next event is due, so an idle daemon uses no
-CPU. When a VMM disconnects, its connection is torn down (guest memory unmapped,
+connection sockets, the queues' kick eventfds, a wake-up pipe (signals, `stop()`) and
+the executor's eventfd; the loop sleeps until the dispatcher's next event (or a host
+call's deadline) is due, so an idle daemon uses no CPU. Host devices that may block are
+called on the executor's worker threads (vhost_scmi/platform/executor.py): a request
+waiting on one is answered later, out of order, while everything else goes on. When a VMM disconnects, its connection is torn down (guest memory unmapped,
 every fd it sent closed), the dispatcher is reset, and the next VMM is accepted.
 
 A second VMM that connects while one is served is refused: accepted and closed at
@@ -33,6 +35,7 @@ from vhost_scmi.devices.resource import Resource
 from vhost_scmi.listener import ServedSocket, StartupError, open_all
 from vhost_scmi.platform.agents import default_views
 from vhost_scmi.platform.view import AgentView
+from vhost_scmi.platform.executor import DEFAULT_DEADLINE, Executor
 from vhost_scmi.scmi.dispatcher import build_dispatcher
 from vhost_scmi.systemd import Notifier
 from vhost_scmi.vhost.connection import PROTOCOL_FEATURES, BackendConnection
@@ -65,7 +68,9 @@ MIN_TIMER_SLEEP = 0.001
 class Dispatcher(Protocol):
     """The SCMI dispatcher as the daemon uses it (see docs/ARCHITECTURE.md)."""
 
-    def handle(self, request: bytes, max_response: int) -> bytes: ...
+    def handle(self, request: bytes, max_response: int) -> bytes | None: ...
+    def attach(self, defer: Callable[[], object] | None,
+               complete: Callable[[object, bytes], object] | None) -> None: ...
     def next_deadline(self) -> float | None: ...
     def take_events(self, now: float) -> list[bytes]: ...
     def reset(self) -> None: ...
@@ -102,9 +107,12 @@ class ScmiDevice:
 
     def connected(self, queues: Sequence[SplitQueue]) -> None:
         self._eventq = queues[ScmiQueue.EVENTQ]
+        cmdq = queues[ScmiQueue.CMDQ]
+        self._dispatcher.attach(cmdq.defer, cmdq.complete)
 
     def disconnected(self) -> None:
         self._eventq = None
+        self._dispatcher.attach(None, None)
         self.reset()
 
     def reset(self) -> None:
@@ -315,12 +323,20 @@ class _LoopSelector(selectors.BaseSelector):
         self.data.clear()
 
 
+class Timed(Protocol):
+    """Timed work for the loop besides the devices' (the executor's deadlines)."""
+
+    def next_deadline(self) -> float | None: ...
+    def deliver_due(self, now: float) -> None: ...
+
+
 class EventLoop:
     """The daemon's single-threaded loop over a set of endpoints."""
 
     def __init__(self, endpoints: Sequence[Endpoint] = ()) -> None:
         self._selector = _LoopSelector()
         self._endpoints: list[Endpoint] = []
+        self._timed: list[Timed] = []
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(self._wake_read, selectors.EVENT_READ, (None, self._woken))
         self._running = False
@@ -342,6 +358,10 @@ class EventLoop:
         """Stop watching `fileobj` (no error when it is not watched)."""
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(fileobj)
+
+    def add_timed(self, timed: Timed) -> None:
+        """Call `timed.deliver_due(now)` when its `next_deadline()` falls due."""
+        self._timed.append(timed)
 
     @property
     def wakeup_fd(self) -> int:
@@ -367,6 +387,7 @@ class EventLoop:
                 except Exception:
                     # A bug must cost the connection, never the daemon.
                     log.exception("unexpected error; dropping the connection")
+                    # (the executor's completions have no endpoint: logged only)
                     if endpoint is not None:
                         endpoint.drop()
             timeout = self._deliver_due()
@@ -405,6 +426,21 @@ class EventLoop:
         """Deliver the timed work that is due; return how long the loop may then sleep
         (None: until something happens)."""
         earliest = now = None
+        for timed in self._timed:
+            deadline = timed.next_deadline()
+            if deadline is None:
+                continue
+            now = time.monotonic()
+            if deadline <= now:
+                try:
+                    timed.deliver_due(now)
+                except Exception:
+                    log.exception("unexpected error in timed work")
+                deadline = timed.next_deadline()
+                if deadline is None:
+                    continue
+            if earliest is None or deadline < earliest:
+                earliest = deadline
         for endpoint in self._endpoints:
             device = endpoint.device
             deadline = device.next_deadline()
@@ -460,7 +496,8 @@ def _count_in_words(resources: Sequence[Resource]) -> str:
 
 def run(sensors: Sequence[Resource], *, paths: Sequence[str] = (),
         fds: Sequence[tuple[int, str]] = (), notifier: Notifier | None = None,
-        views: Sequence[AgentView] | None = None, control_socket: str | None = None) -> int:
+        views: Sequence[AgentView] | None = None, control_socket: str | None = None,
+        deadline: float = DEFAULT_DEADLINE) -> int:
     """Serve `sensors` on a socket created at each of `paths` and on each inherited
     (fd, origin) of `fds`, until SIGTERM/SIGINT, or until the VMMs of inherited
     connected sockets have left when nothing else is served.
@@ -471,7 +508,8 @@ def run(sensors: Sequence[Resource], *, paths: Sequence[str] = (),
     paths); by default every agent sees and may control every resource. With
     `control_socket`, the control socket of vhost-device-scmi-ctl is served there.
     When a service manager listens (`notifier`, default from NOTIFY_SOCKET), READY=1
-    is sent once every socket accepts VMMs, and STOPPING=1 when shutting down.
+    is sent once every socket accepts VMMs, and STOPPING=1 when shutting down. Host calls
+    on blocking devices run on worker threads and fail after `deadline` seconds.
     Returns the exit status (0). Raises StartupError when a socket cannot be used.
     """
     count = len(paths) + len(fds)
@@ -481,14 +519,18 @@ def run(sensors: Sequence[Resource], *, paths: Sequence[str] = (),
         views = default_views(sensors, count)
     if len(views) != count:
         raise StartupError(f"{len(views)} agents for {count} sockets")
+    executor = Executor(deadline=deadline)
     try:
-        dispatchers = [build_dispatcher(view) for view in views]
+        dispatchers = [build_dispatcher(view, executor) for view in views]
     except ValueError as error:
+        executor.close()
         raise StartupError(f"cannot describe the sensors in SCMI terms: {error}") from error
     devices = [ScmiDevice(dispatcher) for dispatcher in dispatchers]
     if notifier is None:
         notifier = Notifier()
     loop = EventLoop()
+    loop.watch(executor.fileno(), executor.run_completions)
+    loop.add_timed(executor)
     endpoints: list[Endpoint] = []
 
     def endpoint_finished() -> None:
@@ -536,4 +578,7 @@ def run(sensors: Sequence[Resource], *, paths: Sequence[str] = (),
                     socket_.remove_file()
     finally:
         loop.close()
+        # Idle workers stop; one stuck in a system call is a daemon thread and does
+        # not hold the exit up.
+        executor.close()
     return 0

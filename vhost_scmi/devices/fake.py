@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from vhost_scmi.devices.kind import DeviceKind, Property
+from vhost_scmi.devices.kind import ASYNC_PROPERTY, DeviceKind, Property, switch
 from vhost_scmi.devices.sensor import Axis, ExtendedAttributes, Sensor, Unit, check_name
 
 DEFAULT_NAME = "fake"
@@ -44,7 +44,9 @@ class FakeAccelerometer(Sensor):
 
 
 def _create(props: Mapping[str, str]) -> list[Sensor]:
-    return [FakeAccelerometer(check_name(props.get("name", DEFAULT_NAME)))]
+    sensor = FakeAccelerometer(check_name(props.get("name", DEFAULT_NAME)))
+    sensor.asynchronous = switch(props, "async")
+    return [sensor]
 
 
 KIND = DeviceKind(
@@ -52,7 +54,8 @@ KIND = DeviceKind(
     summary="fake accelerometer",
     description="A 3-axis accelerometer (m/s², axes acc_X, acc_Y, acc_Z) whose readings\n"
                 "change on every read. Needs no host device.",
-    properties=(Property("name", "sensor name, at most 15 bytes (default: fake)"),),
+    properties=(Property("name", "sensor name, at most 15 bytes (default: fake)"),
+                ASYNC_PROPERTY),
     example="fake,name=foo",
     create=_create,
 )

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from vhost_scmi.devices import sysfs
-from vhost_scmi.devices.kind import DeviceKind, Property
+from vhost_scmi.devices.kind import ASYNC_PROPERTY, DeviceKind, Property, switch
 from vhost_scmi.devices.sensor import (
     DeviceError,
     DeviceSpecError,
@@ -138,7 +138,11 @@ def _create(props: Mapping[str, str]) -> list[Sensor]:
     name = props.get("name")
     if name is not None:
         check_name(name)
-    return list(create_hwmon_sensors(props["path"], props.get("channel"), name))
+    asynchronous = switch(props, "async")
+    sensors: list[Sensor] = list(create_hwmon_sensors(props["path"], props.get("channel"), name))
+    for sensor in sensors:
+        sensor.asynchronous = asynchronous
+    return sensors
 
 
 KIND = DeviceKind(
@@ -153,6 +157,7 @@ KIND = DeviceKind(
         Property("channel", "one input, e.g. temp1 (default: every input of the device)"),
         Property("name", "sensor name, at most 15 bytes (default: from the device and "
                  "channel labels)"),
+        ASYNC_PROPERTY,
     ),
     example="hwmon,path=/sys/class/hwmon/hwmon0,channel=temp1",
     create=_create,

@@ -33,7 +33,7 @@ from decimal import Decimal
 from os import pread
 from pathlib import Path
 
-from vhost_scmi.devices.kind import DeviceKind, Property
+from vhost_scmi.devices.kind import ASYNC_PROPERTY, DeviceKind, Property, switch
 from vhost_scmi.devices.sensor import (
     Axis,
     DeviceError,
@@ -343,7 +343,11 @@ def _create(props: Mapping[str, str]) -> list[Sensor]:
     name = props.get("name")
     if name is not None:
         check_name(name)
-    return [create_iio_sensor(props["path"], props["channel"], name)]
+    asynchronous = switch(props, "async")
+    sensors: list[Sensor] = [create_iio_sensor(props["path"], props["channel"], name)]
+    for sensor in sensors:
+        sensor.asynchronous = asynchronous
+    return sensors
 
 
 KIND = DeviceKind(
@@ -364,6 +368,7 @@ KIND = DeviceKind(
         Property("channel", "channel prefix (e.g. in_accel, in_anglvel, in_temp, "
                  "in_voltage0)", required=True),
         Property("name", "sensor name, at most 15 bytes (default: the device's name)"),
+        ASYNC_PROPERTY,
     ),
     example="iio,path=/sys/bus/iio/devices/iio:device0,channel=in_accel",
     create=_create,

@@ -61,3 +61,9 @@ def switch(props: Mapping[str, str], key: str) -> bool:
     if text not in ("on", "off"):
         raise DeviceSpecError(f"{key}='{text}' must be on or off")
     return text == "on"
+
+
+#: The property that makes a sensor offer asynchronous reads (see Sensor.asynchronous).
+ASYNC_PROPERTY = Property(
+    "async", "on: offer asynchronous reads (for a slow device: the guest gets each "
+    "reading in a delayed response instead of waiting in a command) (default: off)")

@@ -167,6 +167,9 @@ class Sensor(Resource):
     extended: ExtendedAttributes | None = None
     #: Axes of a vector sensor; empty for a scalar sensor.
     axes: tuple[Axis, ...] = ()
+    #: Offer asynchronous reads (an agent then gets the reading later, in a delayed
+    #: response): for devices slow to read (a spec's `async=on`).
+    asynchronous: bool = False
 
     @abc.abstractmethod
     def read(self) -> Sequence[int]:

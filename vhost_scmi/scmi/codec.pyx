@@ -146,16 +146,18 @@ def ok_response(unsigned int header, bytes payload not None) -> bytes:
     return out
 
 
-cpdef bytes route(dict routes, object request, Py_ssize_t max_response, object error_type,
-                  object not_a_command):
+cpdef object route(dict routes, object request, Py_ssize_t max_response, object error_type,
+                   object not_a_command, object protocols=None):
     """Answer `request` through `routes` (protocol id << 10 | message id ->
     (bytes needed, handler(header, request, room))).
 
     Returns b"" when no status fits or there is no header; NOT_SUPPORTED for an unknown
-    protocol or message; INVALID_PARAMETERS for a short request; `not_a_command(header)`
-    for a message that is not a command; `error_type` raised by a handler (with a
-    `status`) becomes that status; COMMS_ERROR for an answer longer than `max_response`.
-    Other exceptions propagate.
+    protocol, NOT_FOUND for an unknown message of a protocol in `protocols` (a container
+    of protocol ids; without it, NOT_SUPPORTED); INVALID_PARAMETERS for a short request;
+    `not_a_command(header)` for a message that is not a command; `error_type` raised by
+    a handler (with a `status`) becomes that status; COMMS_ERROR for an answer longer
+    than `max_response`. A handler's answer that is not bytes (a coroutine still to be
+    driven) is returned as it is. Other exceptions propagate.
     """
     cdef Py_ssize_t length = len(request)
     cdef const unsigned char* p
@@ -174,6 +176,8 @@ cpdef bytes route(dict routes, object request, Py_ssize_t max_response, object e
         return not_a_command(header)
     entry = routes.get(header & ROUTE_MASK)
     if entry is None:
+        if protocols is not None and (header >> PROTOCOL_SHIFT) & PROTOCOL_MASK in protocols:
+            return _status_response(header, -4)  # NOT_FOUND
         return _status_response(header, -1)  # NOT_SUPPORTED
     needed, handler = <tuple>entry
     if length < <Py_ssize_t>needed:
@@ -185,6 +189,8 @@ cpdef bytes route(dict routes, object request, Py_ssize_t max_response, object e
         response = handler(header, request, room)
     except error_type as error:
         return _status_response(header, error.status)
+    if type(response) is not bytes:
+        return response
     if len(<bytes>response) > max_response:
         return _status_response(header, -7)  # COMMS_ERROR
     return response

@@ -4,18 +4,26 @@
 The daemon hands `Dispatcher.handle` the bytes of each request with the writable space
 the request offered, and writes back what it returns. Notifications and delayed
 responses come from `take_events` when `next_deadline` says they are due.
+
+A handler that uses a host device returns a coroutine (`async def`, awaiting
+`HostCall`s); the dispatcher drives it with its `Executor`. When the coroutine waits on
+a blocking device, the request completes later: `handle` asks the transport to hold
+the request (`defer()`, which returns a token) and returns None; when the answer is
+ready, `complete(token, response)` gives it to the transport. Requests behind it do not
+wait.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from vhost_scmi.devices.resource import Resource
-from vhost_scmi.platform.host import run_inline
+from vhost_scmi.devices.resource import DeviceError, Resource
+from vhost_scmi.platform.executor import Executor, Task
 from vhost_scmi.platform.view import AgentView
 from vhost_scmi.scmi.base import BaseProtocol
-from vhost_scmi.scmi.codec import route
+from vhost_scmi.scmi.codec import route, status_response, u32_at
 from vhost_scmi.scmi.protocol import (
     HEADER_STATUS,
     U32,
@@ -31,39 +39,31 @@ log = logging.getLogger(__name__)
 # Header and status word.
 _RESPONSE_MINIMUM = 8
 
-
-#: code.co_flags of an `async def` function.
-_CO_COROUTINE = 0x80
-
-
-def _synchronous(handler: Handler) -> Handler:
-    """Return `handler`, or for a coroutine handler one that drives it to its end,
-    making its host calls in this thread."""
-    code = getattr(getattr(handler, "__func__", handler), "__code__", None)
-    if code is None or not code.co_flags & _CO_COROUTINE:
-        return handler
-
-    def drive(header: int, request: bytes, room: int) -> bytes:
-        return run_inline(handler(header, request, room))  # type: ignore[arg-type]
-
-    return drive
+#: Status of a request whose device call failed without the protocol saying how to
+#: answer (a HostTimeout at the deadline, or a device still stuck): the device did not
+#: respond. Linux turns it into -EREMOTEIO ("remote I/O error") and does not retry.
+DEVICE_FAILED = Status.HARDWARE_ERROR
 
 
 class Dispatcher:
     """SCMI platform: answers commands, produces notifications and delayed responses."""
 
-    def __init__(self, protocols: Sequence[Protocol]) -> None:
+    def __init__(self, protocols: Sequence[Protocol], executor: Executor | None = None) -> None:
         self.protocols = {protocol.protocol_id: protocol for protocol in protocols}
+        self.executor = executor if executor is not None else Executor(threads=False)
         # Route key (protocol id << 10 | message id) -> (request bytes needed, handler);
         # codec.route() looks requests up here.
         self._routes: dict[int, tuple[int, Handler]] = {}
         for protocol in protocols:
             for message in protocol.messages.values():
                 key = protocol.protocol_id << 10 | message.id
-                self._routes[key] = (4 + message.request_length,
-                                     _synchronous(message.handler))
+                self._routes[key] = (4 + message.request_length, message.handler)
+        self._protocol_ids = frozenset(self.protocols)
         base = self.protocols.get(BaseProtocol.protocol_id)
         self._base = base if isinstance(base, BaseProtocol) else None
+        #: The transport's hold on a request answered later (see the module docstring).
+        self._defer: Callable[[], object] | None = None
+        self._complete: Callable[[object, bytes], object] | None = None
         # The event loop asks for the next deadline after every wake-up; asking each
         # protocol costs more than most requests, so the answer is kept until a
         # protocol schedules something (Platform.deadline_changed), events are taken,
@@ -76,16 +76,28 @@ class Dispatcher:
         for protocol in protocols:
             protocol.platform.deadline_changed = self._deadline_changed
 
-    def handle(self, request: bytes, max_response: int) -> bytes:
+    def attach(self, defer: Callable[[], object] | None,
+               complete: Callable[[object, bytes], object] | None) -> None:
+        """Let requests complete later: `defer()` holds the request being handled and
+        returns a token; `complete(token, response)` answers it. None detaches: then a
+        request whose device call is pending at the end of `handle` is answered as
+        failed (HARDWARE_ERROR) at once."""
+        self._defer, self._complete = defer, complete
+
+    def handle(self, request: bytes, max_response: int) -> bytes | None:
         """Return the complete response to `request` (header, int32 status, payload).
 
         The response is never longer than `max_response`; b"" means nothing could be
-        answered (fewer than 8 writable bytes, or no header). Never raises. Unknown
-        protocols and messages get NOT_SUPPORTED, short requests INVALID_PARAMETERS.
+        answered (fewer than 8 writable bytes, or no header). None: the request waits on
+        a host device and is answered later through `complete` (see `attach`). Never
+        raises. Unknown protocols get NOT_SUPPORTED, unknown messages of a known
+        protocol NOT_FOUND, short requests INVALID_PARAMETERS.
         """
         try:
             response = route(self._routes, request, max_response, ScmiError,
-                             self._not_a_command)
+                             self._not_a_command, self._protocol_ids)
+            if type(response) is not bytes:
+                return self._drive(request, response, max_response)
             if not response:
                 warn_limited(log, "short", "unanswerable request: %d bytes, %d writable",
                              len(request), max_response)
@@ -93,6 +105,44 @@ class Dispatcher:
         except Exception:
             log.exception("internal error handling an SCMI request")
             return self._internal_error(request, max_response)
+
+    def _drive(self, request: bytes, coroutine: Any, max_response: int) -> bytes | None:
+        header = u32_at(request, 0)
+        task = self.executor.start(coroutine)
+        if task.done:
+            return self._answer(header, task, max_response)
+        defer, complete = self._defer, self._complete
+        if defer is None or complete is None:
+            task.callback = _ignore
+            return status_response(header, DEVICE_FAILED)
+        token = defer()
+
+        def finished(task: Task) -> None:
+            complete(token, self._answer(header, task, max_response))
+
+        task.callback = finished
+        return None
+
+    @staticmethod
+    def _answer(header: int, task: Task, max_response: int) -> bytes:
+        """The response a finished handler coroutine gives."""
+        error = task.error
+        if error is None:
+            response = task.value
+            if type(response) is not bytes:
+                log.error("an SCMI handler returned %r, not bytes", type(response))
+                return status_response(header, Status.GENERIC_ERROR)
+            if len(response) > max_response:
+                return status_response(header, Status.COMMS_ERROR)
+            return response
+        if isinstance(error, ScmiError):
+            return status_response(header, error.status)
+        if isinstance(error, DeviceError):
+            warn_limited(log, "device", "SCMI request %#010x: host device failed: %s",
+                         header, error)
+            return status_response(header, DEVICE_FAILED)
+        log.error("internal error handling an SCMI request", exc_info=error)
+        return status_response(header, Status.GENERIC_ERROR)
 
     def _not_a_command(self, header: int) -> bytes:
         warn_limited(log, "type", "SCMI message %#010x is not a command", header)
@@ -163,22 +213,30 @@ class Dispatcher:
                 log.exception("internal error releasing an agent's shared settings")
 
 
-def build_dispatcher(platform: AgentView | Sequence[Resource]) -> Dispatcher:
+def build_dispatcher(platform: AgentView | Sequence[Resource],
+                     executor: Executor | None = None) -> Dispatcher:
     """Return a dispatcher implementing the registered protocols for one agent: those
     with something visible to it (`Protocol.visible`), Base always.
 
     `platform` is the agent's view, or just the resources it sees (one agent, every
     resource controllable). Ids are indexes into the agent's resources of each type.
-    Raises ValueError when a resource cannot be described in SCMI terms (an exponent
-    or resolution out of range).
+    `executor` runs the host calls (and becomes the view's `spawn`); without one, every
+    host call is made inline. Raises ValueError when a resource cannot be described in
+    SCMI terms (an exponent or resolution out of range).
     """
     if not isinstance(platform, AgentView):
         platform = AgentView(resources=list(platform))
+    if executor is not None:
+        platform.spawn = executor.spawn
     # A protocol with nothing for this agent does not exist for it: not listed by
     # Base, its messages NOT_SUPPORTED.
     protocols = [protocol for protocol_class in PROTOCOLS
                  if (protocol := protocol_class(platform)).visible()]
     platform.protocol_ids[:] = [protocol.protocol_id for protocol in protocols]
-    dispatcher = Dispatcher(protocols)
+    dispatcher = Dispatcher(protocols, executor)
     platform.reset_agent = dispatcher.reset
     return dispatcher
+
+
+def _ignore(task: Task) -> None:
+    """Callback of a task whose request was already answered."""

@@ -12,13 +12,21 @@ Behaviour chosen where the specification leaves it to the platform:
 - Scalar sensors start enabled (hwmon-style consumers never enable them); vector
   sensors start disabled, so scmi_iio's probe, which subscribes to SENSOR_UPDATE,
   does not start a stream of readings before it enables the sensor.
-- Sensors offer the update intervals in UPDATE_INTERVALS (default 100 ms); CONFIG_SET
-  picks one of them with the rounding the agent asks for.
+- Sensors offer the update intervals in UPDATE_INTERVALS (1 ms to 1 s, default 100 ms);
+  CONFIG_SET picks one of them with the rounding the agent asks for. Periodic work keeps
+  its rate: each period is counted from the previous due time, not from when the work
+  ran, and a loop that fell behind catches up (at most MAX_CATCH_UP late samples at
+  once; further behind, the schedule restarts from now).
 - Timestamps are nanoseconds of the host's CLOCK_MONOTONIC (exponent -9), reported
   when the agent turns timestamp reporting on.
-- Asynchronous reads are accepted (answered by a delayed response on the event
-  queue) but not advertised, so Linux, which then reads every sensor asynchronously,
-  keeps to fast synchronous reads.
+- Asynchronous reads (answered by a delayed response on the event queue) are
+  advertised, and accepted, only for sensors whose device spec says `async=on`: Linux
+  reads such a sensor asynchronously, every time. Others answer an asynchronous
+  READING_GET with NOT_SUPPORTED.
+- A sensor whose device may block (`Resource.blocking`) is read off the event loop
+  (`HostCall`): its READING_GET completes when the device answers; a device that does
+  not answer by the executor's deadline gets HARDWARE_ERROR. Its periodic reads skip a
+  period while the previous read is still in flight.
 - Scalar sensors have TRIP_POINTS trip points, vector sensors none.
 - Notifications carry agent id 0: the platform generated them.
 """
@@ -27,10 +35,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where used: start-up does without fractions (and decimal)
     from fractions import Fraction
@@ -44,6 +52,7 @@ from vhost_scmi.devices.sensor import (
     Sensor,
     Unit,
 )
+from vhost_scmi.platform.host import HostCall
 from vhost_scmi.scmi.codec import (
     ok_response,
     pack_header,
@@ -84,6 +93,8 @@ MAX_PENDING_EVENTS = 64
 TIMESTAMP_EXPONENT = -9
 #: Extended names (SENSOR_NAME_GET, SENSOR_AXIS_NAME_GET) are 64-byte fields.
 EXTENDED_NAME_SIZE = 64
+#: Most late periods of one sensor made up at once after the loop fell behind.
+MAX_CATCH_UP = 100
 
 
 class SensorMessage(IntEnum):
@@ -194,6 +205,9 @@ class UpdateInterval:
 
 #: Update intervals every sensor offers, shortest first.
 UPDATE_INTERVALS = (
+    UpdateInterval(1, -3),
+    UpdateInterval(2, -3),
+    UpdateInterval(5, -3),
     UpdateInterval(10, -3),
     UpdateInterval(20, -3),
     UpdateInterval(50, -3),
@@ -202,7 +216,7 @@ UPDATE_INTERVALS = (
     UpdateInterval(500, -3),
     UpdateInterval(1, 0),
 )
-DEFAULT_INTERVAL = UPDATE_INTERVALS[3]
+DEFAULT_INTERVAL = UpdateInterval(100, -3)
 
 
 def choose_interval(requested: Fraction, rounding: Rounding) -> UpdateInterval:
@@ -274,6 +288,9 @@ class _SensorState:
         self.id = sensor_id
         self.sensor = sensor
         self.read = sensor.read
+        #: Read off the event loop (HostCall on a worker thread).
+        self.blocking = sensor.blocking
+        self.asynchronous = sensor.asynchronous
         self.axis_count = len(sensor.axes)
         self.value_count = self.axis_count or 1
         self.scalar = not sensor.axes
@@ -297,11 +314,14 @@ class _SensorState:
         self.watch_trips = False
         self.last_value: int | None = None
         self.next_due: float | None = None
+        #: A periodic read is in flight (blocking sensors).
+        self.sampling = False
 
     def _describe(self) -> bytes:
         sensor, what = self.sensor, f"sensor {self.sensor.name!r}"
         extended = self.scalar and sensor.extended is not None
-        low = (self.can_notify << SensorBits.CONTINUOUS_UPDATE
+        low = ((sensor.asynchronous and self.can_notify) << SensorBits.ASYNC_READ
+               | self.can_notify << SensorBits.CONTINUOUS_UPDATE
                | self.long_name << SensorBits.EXTENDED_NAME
                | (TIMESTAMP_EXPONENT & 0x1F) << SensorBits.TIMESTAMP_EXPONENT
                | 1 << SensorBits.TIMESTAMP
@@ -373,10 +393,15 @@ class SensorProtocol(Protocol):
         self._full_description_pages: dict[int, bytes] = {}
         #: Sensors with periodic work (notifications, trip monitoring), by id.
         self._periodic: dict[int, _SensorState] = {}
-        #: Asynchronous reads waiting for their delayed response: (header, sensor).
-        self._pending_reads: list[tuple[int, _SensorState]] = []
-        #: Notifications ready for the event queue (trip-point events).
+        #: Asynchronous reads accepted whose delayed response is not yet delivered.
+        self._pending_reads = 0
+        #: Delayed responses ready for the event queue.
+        self._delayed: list[bytes] = []
+        #: Notifications ready for the event queue: SENSOR_UPDATE of blocking sensors,
+        #: trip-point events.
         self._events: list[bytes] = []
+        #: Counts resets: work started before one is dropped when it finishes.
+        self._generation = 0
         self._update_header = pack_header(SensorNotification.SENSOR_UPDATE,
                                           MessageType.NOTIFICATION, ProtocolId.SENSOR, 0)
         self._trip_header = pack_header(SensorNotification.TRIP_POINT_EVENT,
@@ -407,8 +432,10 @@ class SensorProtocol(Protocol):
         for state in self._states:
             state.reset()
         self._periodic.clear()
-        self._pending_reads.clear()
+        self._pending_reads = 0
+        self._delayed.clear()
         self._events.clear()
+        self._generation += 1
 
     def visible(self) -> bool:
         return bool(self._states)
@@ -420,7 +447,7 @@ class SensorProtocol(Protocol):
                             for state in self._states]}
 
     def next_deadline(self) -> float | None:
-        if self._pending_reads or self._events:
+        if self._events or self._delayed:
             return 0.0
         deadline = None
         for state in self._periodic.values():
@@ -431,21 +458,33 @@ class SensorProtocol(Protocol):
 
     def take_events(self, now: float) -> list[bytes]:
         events: list[bytes] = []
-        if self._pending_reads:
-            pending, self._pending_reads = self._pending_reads, []
-            events.extend(self._delayed_response(header, state) for header, state in pending)
+        if self._delayed:
+            events.extend(self._delayed)
+            self._pending_reads -= len(self._delayed)
+            self._delayed.clear()
         for state in list(self._periodic.values()):
             due = state.next_due
             if due is None or due > now:
                 continue
-            due += state.period
-            state.next_due = due if due > now else now + state.period
-            try:
-                values = self._sample(state)
-            except ScmiError:
+            # Count the periods due, from the schedule, not from now: no drift.
+            late = int((now - due) / state.period) + 1
+            if late > MAX_CATCH_UP:
+                state.next_due = now + state.period  # too far behind: start again
+                late = 1
+            else:
+                state.next_due = due + late * state.period
+            if state.blocking:
+                if not state.sampling:
+                    state.sampling = True
+                    self.platform.spawn(self._sample_off_loop(state, self._generation))
                 continue
-            if state.update_notify:
-                events.append(self._pack_update(state, values))
+            for _ in range(late):
+                try:
+                    values = self._sample(state)
+                except ScmiError:
+                    break
+                if state.update_notify:
+                    events.append(self._pack_update(state, values))
         if self._events:
             events.extend(self._events)
             self._events.clear()
@@ -459,11 +498,43 @@ class SensorProtocol(Protocol):
             values = state.read()
         except Exception as err:
             raise _read_error(state, err) from err
+        return self._check_values(state, values)
+
+    async def _sample_host(self, state: _SensorState) -> Sequence[int]:
+        """`_sample` through a HostCall (off the event loop for a blocking device)."""
+        try:
+            values = await HostCall(state.sensor, state.read)
+        except Exception as err:
+            raise _read_error(state, err) from err
+        return self._check_values(state, values)
+
+    def _check_values(self, state: _SensorState, values: Sequence[int]) -> Sequence[int]:
         if len(values) != state.value_count:
             raise _value_error(state, values)
         if state.watch_trips:
             self._check_trip_points(state, values[0])
         return values
+
+    async def _sample_off_loop(self, state: _SensorState, generation: int) -> None:
+        """One periodic read of a blocking sensor; queues its SENSOR_UPDATE."""
+        try:
+            values = await self._sample_host(state)
+        except ScmiError:
+            return
+        finally:
+            if generation == self._generation:
+                state.sampling = False
+        if generation == self._generation and state.update_notify:
+            self._queue_event(self._pack_update(state, values))
+
+    def _queue_event(self, event: bytes) -> None:
+        if not event:
+            return
+        if len(self._events) >= MAX_PENDING_EVENTS:
+            warn_limited(log, "events", "dropping an event: queue full")
+            return
+        self._events.append(event)
+        self.platform.deadline_changed()
 
     @staticmethod
     def _timestamp(state: _SensorState) -> int:
@@ -477,17 +548,24 @@ class SensorProtocol(Protocol):
             _value_error(state, values)
             return b""
 
-    def _delayed_response(self, header: int, state: _SensorState) -> bytes:
+    async def _delayed_response(self, header: int, state: _SensorState,
+                                generation: int) -> None:
+        """Read `state` for an asynchronous READING_GET; queue the delayed response."""
         # Same message id and token as the command, type "delayed response".
         delayed = header & ~0x300 | MessageType.DELAYED_RESPONSE << 8
+        values: Sequence[int] = ()
         try:
-            values = self._sample(state)
-            return pack_readings(delayed, Status.SUCCESS, state.id, 3, values,
-                                 self._timestamp(state))
+            values = await self._sample_host(state)
+            response = pack_readings(delayed, Status.SUCCESS, state.id, 3, values,
+                                     self._timestamp(state))
         except ScmiError as err:
-            return HEADER_STATUS.pack(delayed, err.status)
+            response = HEADER_STATUS.pack(delayed, err.status)
         except (OverflowError, TypeError, ValueError):
-            return HEADER_STATUS.pack(delayed, _value_error(state, values).status)
+            response = HEADER_STATUS.pack(delayed, _value_error(state, values).status)
+        if generation != self._generation:
+            return
+        self._delayed.append(response)  # never dropped: accepted reads are bounded
+        self.platform.deadline_changed()
 
     def _check_trip_points(self, state: _SensorState, value: int) -> None:
         previous, state.last_value = state.last_value, value
@@ -502,13 +580,9 @@ class SensorProtocol(Protocol):
                 continue
             if not direction & (TripDirection.UP if is_above else TripDirection.DOWN):
                 continue
-            if len(self._events) >= MAX_PENDING_EVENTS:
-                warn_limited(log, "events", "dropping a trip-point event: queue full")
-                continue
             description = is_above << SensorBits.TRIP_DIRECTION_UP | trip_id
-            self._events.append(
+            self._queue_event(
                 U32.pack(self._trip_header) + U32X2.pack(0, state.id) + U32.pack(description))
-            self.platform.deadline_changed()
 
     def _reschedule(self, state: _SensorState) -> None:
         state.watch_trips = state.trip_notify and any(state.trip_points)
@@ -531,8 +605,11 @@ class SensorProtocol(Protocol):
 
     # Message handlers
 
-    def _reading_get(self, header: int, request: bytes, room: int) -> bytes:
-        # The hot path: kept flat, the common case first.
+    def _reading_get(self, header: int, request: bytes,
+                     room: int) -> bytes | Coroutine[HostCall[Any], Any, bytes]:
+        # The hot path: kept flat, the common case first. A sensor that may block is
+        # read by a coroutine (its HostCall runs off the loop); one that cannot (the
+        # fakes) is read here, without the cost of a coroutine.
         sensor_id, flags = u32_at(request, 4), u32_at(request, 8)
         if sensor_id >= self._count:
             raise ScmiError(Status.NOT_FOUND, f"no sensor {sensor_id}")
@@ -541,6 +618,8 @@ class SensorProtocol(Protocol):
             return self._reading_get_async(header, state, flags)
         if state.reading_length > room:
             raise ScmiError(Status.COMMS_ERROR, "reading does not fit the response buffer")
+        if state.blocking:
+            return self._reading_get_host(header, state)
         if state.watch_trips:
             values = self._sample(state)
         else:
@@ -554,15 +633,26 @@ class SensorProtocol(Protocol):
         except (OverflowError, TypeError, ValueError) as err:
             raise _value_error(state, values) from err
 
+    async def _reading_get_host(self, header: int, state: _SensorState) -> bytes:
+        values = await self._sample_host(state)
+        try:
+            return pack_reading_response(header, values, state.value_count,
+                                         time.monotonic_ns() if state.timestamps else 0)
+        except (OverflowError, TypeError, ValueError) as err:
+            raise _value_error(state, values) from err
+
     def _reading_get_async(self, header: int, state: _SensorState, flags: int) -> bytes:
         if flags != 1:
             raise ScmiError(Status.INVALID_PARAMETERS, "reserved flag bits set")
-        if not state.can_notify:
-            raise ScmiError(Status.NOT_SUPPORTED, "reading too large for a delayed response")
-        if len(self._pending_reads) >= MAX_PENDING_READS:
+        if not (state.asynchronous and state.can_notify):
+            raise ScmiError(Status.NOT_SUPPORTED,
+                            f"sensor {state.id} does not offer asynchronous reads")
+        if self._pending_reads >= MAX_PENDING_READS:
             raise ScmiError(Status.BUSY, "too many asynchronous reads pending")
-        self._pending_reads.append((header, state))
-        self.platform.deadline_changed()
+        self._pending_reads += 1
+        # The read starts now; its delayed response follows this response on the
+        # event queue (the event loop delivers events after the command queue).
+        self.platform.spawn(self._delayed_response(header, state, self._generation))
         return status_only(header, Status.SUCCESS)
 
     def _description_get(self, header: int, request: bytes, room: int) -> bytes:

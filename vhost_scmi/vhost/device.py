@@ -13,8 +13,9 @@ from typing import Protocol
 from vhost_scmi.vhost.virtqueue import SplitQueue
 
 #: A request queue's handler: (driver-readable bytes, device-writable length) ->
-#: response bytes (at most the writable length; longer is truncated).
-RequestHandler = Callable[[bytes, int], bytes]
+#: response bytes (at most the writable length; longer is truncated), or None after
+#: calling the queue's `defer()`: the request is answered later with `complete()`.
+RequestHandler = Callable[[bytes, int], bytes | None]
 
 
 class VirtioDevice(Protocol):
@@ -26,7 +27,9 @@ class VirtioDevice(Protocol):
     device_features: int
 
     def queue_handler(self, index: int) -> RequestHandler | None:
-        """The handler serving requests on queue `index`, or None for a queue on which
+        """The handler serving requests on queue `index` (it may hold a request and
+        answer it later, out of order: `SplitQueue.defer`/`complete` of the queue given
+        to `connected()`), or None for a queue on which
         the driver posts buffers for the device to fill later (an event queue):
         its buffers stay posted until the device pushes data into them."""
 

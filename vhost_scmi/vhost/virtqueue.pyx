@@ -4,7 +4,10 @@
 `SplitQueue.process(handler)` serves every request the driver has made available,
 in one call: for each descriptor chain it gathers the driver-readable part into a
 `bytes`, calls `handler(request, writable_len)` once, scatters the returned bytes
-into the device-writable part, and adds a used entry. `SplitQueue.push(data)` fills
+into the device-writable part, and adds a used entry. A handler that cannot answer
+at once calls `defer()` and returns None: the chain is held, and answered later with
+`complete(ticket, data)`, out of order (virtio lets a device use buffers in any order).
+`SplitQueue.push(data)` fills
 one driver-posted buffer (a device-to-driver queue such as an event queue: buffers
 stay in the avail ring until there is something to deliver).
 
@@ -180,6 +183,13 @@ cdef class SplitQueue:
     cdef readonly unsigned long long served
     cdef readonly unsigned long long signals
     cdef readonly unsigned long long handler_errors
+    # Out-of-order completion: the head being handled (-1 outside a handler call),
+    # whether its handler deferred it, the heads held, and the generation of the ring
+    # (a ticket from before a reset or stop answers nothing).
+    cdef int _current_head
+    cdef bint _deferred
+    cdef set _held
+    cdef unsigned int _generation
 
     def __cinit__(self, GuestMemory memory not None, int index, unsigned int max_size=MAX_QUEUE_SIZE,
                   Py_ssize_t max_request=65536):
@@ -193,6 +203,9 @@ cdef class SplitQueue:
         self._call_fd = -1
         self._err_fd = -1
         self.error = None
+        self._current_head = -1
+        self._held = set()
+        self._generation = 0
         # A chain is at most one table of `size` plus one indirect table of `size`.
         self.segments = <Segment *>malloc(2 * max_size * sizeof(Segment))
         if self.segments == NULL:
@@ -224,6 +237,7 @@ cdef class SplitQueue:
         self.enabled = False
         self.broken = False
         self.error = None
+        self._forget_held()
         self.set_kick_fd(-1)
 
     def set_size(self, unsigned int size) -> None:
@@ -270,8 +284,72 @@ cdef class SplitQueue:
         self.signalled_used_valid = False
 
     def stop(self) -> None:
-        """GET_VRING_BASE: stop processing."""
+        """GET_VRING_BASE: stop processing. Chains still held are returned to the
+        driver with nothing written (the ring base then accounts for every chain)."""
+        cdef unsigned long faults
+        cdef int code = OK
+        if self._held and self._runnable():
+            faults = self.memory.fault_count()
+            for head in sorted(self._held):
+                code = self._walk(<uint16_t>head)
+                if code != OK:
+                    break
+                self._add_used(<uint16_t>head, 0)
+            self._publish_used()
+            self._signal_used()
+            if code == OK and self.memory.fault_count() != faults:
+                code = E_MEMORY_FAULT
+            if code != OK:
+                self._break(code)
+        self._forget_held()
         self.started = False
+
+    cdef void _forget_held(self):
+        self._held.clear()
+        self._generation = (self._generation + 1) & 0xFFFF
+
+    @property
+    def held(self) -> int:
+        """Chains taken from the ring whose answer is still to come."""
+        return len(self._held)
+
+    def defer(self) -> int:
+        """Called by a request handler inside `process()`: hold the chain being
+        handled (the handler then returns None); return the ticket that answers it
+        with `complete()`. RuntimeError outside a handler call."""
+        if self._current_head < 0:
+            raise RuntimeError("defer() outside a request handler")
+        self._deferred = True
+        self._held.add(self._current_head)
+        return self._generation << 16 | self._current_head
+
+    def complete(self, ticket: int, bytes data not None) -> bool:
+        """Answer the chain held by `ticket` with `data` (truncated to its writable
+        part) and return it to the driver. False when the ticket answers nothing any
+        more (the ring was reset or stopped meanwhile) or the queue cannot run."""
+        cdef uint16_t head = ticket & 0xFFFF
+        if ticket >> 16 != self._generation or head not in self._held:
+            return False
+        if self._current_head >= 0:
+            raise RuntimeError("complete() inside a request handler")
+        self._held.discard(head)
+        if not self._runnable():
+            return False
+        cdef unsigned long faults = self.memory.fault_count()
+        # The chain is walked again: guest memory may have been remapped meanwhile.
+        cdef int code = self._walk(head)
+        if code != OK or self.memory.fault_count() != faults:
+            self._break(code if code != OK else E_MEMORY_FAULT)
+            return False
+        cdef uint32_t written = self._scatter(<const uint8_t *>PyBytes_AS_STRING(data),
+                                              PyBytes_GET_SIZE(data))
+        self._add_used(head, written)
+        self._publish_used()
+        self.served += 1
+        self._signal_used()
+        if self.memory.fault_count() != faults:
+            self._break(E_MEMORY_FAULT)
+        return True
 
     def set_enabled(self, bint enabled) -> None:
         """SET_VRING_ENABLE."""
@@ -503,6 +581,7 @@ cdef class SplitQueue:
             return 0
         cdef unsigned long faults = self.memory.fault_count()
         cdef int served = 0
+        cdef int added = 0
         cdef int pending
         cdef int code
         cdef uint16_t head
@@ -552,24 +631,34 @@ cdef class SplitQueue:
                     for i in range(self.n_readable):
                         memcpy(cursor, self.segments[i].host, self.segments[i].length)
                         cursor += self.segments[i].length
+                    self._current_head = head
+                    self._deferred = False
                     try:
                         response = handler(request, <Py_ssize_t>self.writable_bytes)
+                        if response is None and self._deferred:
+                            self._current_head = -1
+                            served += 1
+                            continue
                         if not PyBytes_Check(response):
                             response = bytes(response)
                     except Exception:
                         self.handler_errors += 1
                         log.exception("queue %d: request handler failed", self.index)
                         response = b""
+                    self._current_head = -1
+                    if self._deferred:  # deferred, yet answered now: not held any more
+                        self._held.discard(head)
                     written = self._scatter(<const uint8_t *>PyBytes_AS_STRING(response),
                                             PyBytes_GET_SIZE(response))
                 self._add_used(head, written)
+                added += 1
                 served += 1
             if code != OK:
                 break
             self._publish_used()
-        if served:
+        if added:
             self._publish_used()
-            self.served += served
+            self.served += added
             self._signal_used()
         if self.memory.fault_count() != faults:
             code = E_MEMORY_FAULT
