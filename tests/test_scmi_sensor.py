@@ -226,7 +226,8 @@ def test_list_update_intervals() -> None:
     assert ask(dispatcher, command(SENSOR, 0x8, 0, 0), 8 + 4 + 8) == response(
         SENSOR, 0x8, SUCCESS, u32s(2 | 8 << 16, *INTERVALS[:2]))
     assert client.update_intervals(0) == (False, [
-        (1, -3), (2, -3), (5, -3), (10, -3), (20, -3), (50, -3), (100, -3), (200, -3), (500, -3), (1, 0)])
+        (1, -3), (2, -3), (5, -3), (10, -3), (20, -3), (50, -3), (100, -3), (200, -3),
+        (500, -3), (1, 0)])
 
 
 @pytest.mark.parametrize(("params", "status"), [

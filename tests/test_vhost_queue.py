@@ -260,6 +260,73 @@ def test_stopped_or_disabled_queue_does_nothing(make_engine) -> None:
     assert engine.queue.process(handler) == 1
 
 
+# --- requests answered later, out of order ---------------------------------------------------
+
+class Deferring:
+    """A handler that holds every request starting with b"later" (keeping its ticket)
+    and answers the others at once."""
+
+    def __init__(self, queue: SplitQueue) -> None:
+        self.queue = queue
+        self.tickets: dict[bytes, int] = {}
+
+    def __call__(self, request: bytes, writable: int) -> bytes | None:
+        if request.startswith(b"later"):
+            self.tickets[request] = self.queue.defer()
+            return None
+        return b"re:" + request
+
+
+def test_held_requests_complete_out_of_order(make_engine) -> None:
+    engine = make_engine()
+    handler = Deferring(engine.queue)
+    heads = [engine.driver.add(r, 32) for r in (b"later-1", b"now", b"later-2")]
+    engine.driver.publish(heads)
+    assert engine.queue.process(handler) == 3
+    # The request behind the held ones is answered at once.
+    assert [(d.head, d.data) for d in engine.driver.collect()] == [(heads[1], b"re:now")]
+    assert engine.queue.held == 2
+    assert engine.queue.complete(handler.tickets[b"later-2"], b"second") is True
+    assert engine.queue.complete(handler.tickets[b"later-1"], b"first" * 20) is True
+    done = engine.driver.collect()
+    assert [(d.head, d.data) for d in done] == [(heads[2], b"second"),
+                                              (heads[0], (b"first" * 20)[:32])]
+    assert engine.queue.held == 0
+    # A ticket answers once.
+    assert engine.queue.complete(handler.tickets[b"later-1"], b"again") is False
+    assert engine.driver.collect() == []
+
+
+def test_defer_outside_a_handler_is_refused(make_engine) -> None:
+    engine = make_engine()
+    with pytest.raises(RuntimeError):
+        engine.queue.defer()
+
+
+def test_a_reset_ring_drops_the_held_requests(make_engine) -> None:
+    engine = make_engine()
+    handler = Deferring(engine.queue)
+    engine.driver.publish([engine.driver.add(b"later", 32)])
+    assert engine.queue.process(handler) == 1
+    engine.queue.reset()
+    assert engine.queue.held == 0
+    assert engine.queue.complete(handler.tickets[b"later"], b"late") is False
+
+
+def test_stopping_the_ring_returns_the_held_requests_empty(make_engine) -> None:
+    engine = make_engine()
+    handler = Deferring(engine.queue)
+    heads = [engine.driver.add(r, 32) for r in (b"later-a", b"later-b")]
+    engine.driver.publish(heads)
+    assert engine.queue.process(handler) == 2
+    engine.queue.stop()
+    # Every chain taken is accounted for at GET_VRING_BASE: returned with no data.
+    assert sorted((d.head, d.length) for d in engine.driver.collect()) == sorted(
+        (head, 0) for head in heads)
+    assert engine.queue.base == 2
+    assert engine.queue.complete(handler.tickets[b"later-a"], b"late") is False
+
+
 # --- device-to-driver queue: held buffers ---------------------------------------------------
 
 def test_push_waits_for_a_buffer(make_engine) -> None:

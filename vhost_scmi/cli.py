@@ -161,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
              "may be given several times; see --help-devices",
     )
     parser.add_argument(
+        "--host-timeout", metavar="MS", type=_number(1, "MS must be at least 1"),
+        default=1000,
+        help="milliseconds a host device may take to answer one read or write (default "
+             "1000); past it, the request fails with HARDWARE_ERROR and the device's "
+             "later requests fail at once until it answers again; other devices and "
+             "VMs are never held up by a slow one",
+    )
+    parser.add_argument(
         "--help-devices", action="store_true",
         help="print the available device kinds and their properties, and exit",
     )
@@ -355,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return daemon.run(sensors, paths=paths, fds=fds, views=views,
-                          control_socket=control_socket)
+                          control_socket=control_socket,
+                          deadline=args.host_timeout / 1000)
     except daemon.StartupError as error:
         logging.getLogger(__name__).debug("start-up failed", exc_info=True)
         sys.stderr.write(f"{PROG}: error: {error}\n")

@@ -4,10 +4,11 @@
 One thread and one `selectors` loop (epoll) watch the listening sockets, the VMMs'
 connection sockets, the queues' kick eventfds, a wake-up pipe (signals, `stop()`) and
 the executor's eventfd; the loop sleeps until the dispatcher's next event (or a host
-call's deadline) is due, so an idle daemon uses no CPU. Host devices that may block are
-called on the executor's worker threads (vhost_scmi/platform/executor.py): a request
-waiting on one is answered later, out of order, while everything else goes on. When a VMM disconnects, its connection is torn down (guest memory unmapped,
-every fd it sent closed), the dispatcher is reset, and the next VMM is accepted.
+call's deadline) is due, so an idle daemon uses no CPU. Host devices that may block
+are called on the executor's worker threads (vhost_scmi/platform/executor.py): a
+request waiting on one is answered later, out of order, while everything else goes
+on. When a VMM disconnects, its connection is torn down (guest memory unmapped, every
+fd it sent closed), the dispatcher is reset, and the next VMM is accepted.
 
 A second VMM that connects while one is served is refused: accepted and closed at
 once, with a log line, so that it fails fast instead of hanging on a socket that

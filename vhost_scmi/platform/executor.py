@@ -99,7 +99,9 @@ class _Worker:
             if job is None:
                 return
             task, serial, call = job
-            if task.serial != serial:  # timed out while queued: do not call the device
+            if task.serial != serial:  # timed out while queued: do not call the device,
+                finished.append((self, None, 0, None, None))  # but say it is free
+                wake()
                 continue
             try:
                 value, error = call.run(), None
