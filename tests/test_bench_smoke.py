@@ -17,7 +17,8 @@ from vhost_scmi.bench import floor
 
 # Tiny counts: every section runs, in seconds.
 TINY = ["--repeats", "2", "--rounds", "40", "--batches", "2", "--batch-sizes", "8,32",
-        "--footprint-requests", "3000", "--idle-seconds", "0.3", "--vmm-counts", "1,3"]
+        "--footprint-requests", "3000", "--idle-seconds", "0.3", "--vmm-counts", "1,3",
+        "--stream-seconds", "0.3"]
 
 
 def run_bench(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -49,7 +50,8 @@ def test_floor_rejects_bad_counts() -> None:
 
 def test_every_section_reports_finite_numbers(report: dict) -> None:
     sections = {fig["section"] for fig in report["figures"]}
-    assert sections == {"floor", "roundtrip", "batched", "iio", "domains", "idle", "footprint"}
+    assert sections == {"floor", "roundtrip", "batched", "iio", "domains", "idle", "footprint",
+                        "neighbour", "stream"}
     for fig in report["figures"]:
         assert len(fig["samples"]) >= 1, fig
         assert all(math.isfinite(v) and v >= 0 for v in fig["samples"]), fig
@@ -71,6 +73,17 @@ def test_floor_and_round_trip_percentiles_are_ordered(report: dict) -> None:
             p99 = figs[name.replace(" p50, ", " p99, ")]
             assert all(a <= b for a, b in zip(fig["samples"], p99["samples"], strict=True))
             assert fig["median"] > 0
+
+
+def test_neighbour_and_stream_report_what_they_measured(report: dict) -> None:
+    neighbour = figures(report, "neighbour")
+    assert {name for name in neighbour if "loaded / quiet" in name} == {
+        "p50 loaded / quiet", "p99 loaded / quiet"}
+    assert all(len(fig["samples"]) == 2 for fig in neighbour.values())
+    stream = figures(report, "stream")
+    assert set(stream) == {f"{what} at 1 kHz: {figure}" for what in ("1 sensor", "10 sensors")
+                           for figure in ("daemon CPU", "delivered")}
+    assert all(fig["median"] > 0 for fig in stream.values())
 
 
 def test_time_figures_have_positive_ratios_to_the_floor(report: dict) -> None:

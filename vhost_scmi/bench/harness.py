@@ -41,13 +41,14 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from vhost_scmi.bench import floor
+from vhost_scmi.bench import floor, slowread
 from vhost_scmi.scmi.client import ScmiClient, ScmiProtocolError, ScmiStatusError
 from vhost_scmi.scmi.codec import pack_header
 from vhost_scmi.scmi.performance import PerfMessage
@@ -69,7 +70,8 @@ def _own_daemon() -> str:
 DEFAULT_BACKEND_CMD = f"{_own_daemon()} -s {{socket}} -d {{device}}"
 #: One backend serving {count} sockets, {socket}0 ... {socket}<count-1>.
 DEFAULT_MULTI_CMD = f"{_own_daemon()} -s {{socket}} -c {{count}} -d {{device}}"
-SECTIONS = ("floor", "roundtrip", "batched", "iio", "domains", "idle", "footprint")
+SECTIONS = ("floor", "roundtrip", "batched", "iio", "domains", "idle", "footprint",
+            "neighbour", "stream")
 
 # How long a backend may take to start before the harness gives up.
 START_TIMEOUT = 30.0
@@ -90,6 +92,10 @@ class Settings:
     batch_sizes: tuple[int, ...] = (256, 1024)
     footprint_requests: int = 1_000_000
     idle_seconds: float = 5.0
+    #: Seconds each stream (SENSOR_UPDATE at 1 kHz) is measured.
+    stream_seconds: float = 5.0
+    #: Per-read delay of the neighbour's slow device, in milliseconds.
+    slow_ms: int = 200
     work_dir: str = "/dev/shm"
     #: Command serving several sockets from one backend; "" starts one backend per VMM.
     multi_cmd: str = DEFAULT_MULTI_CMD
@@ -99,7 +105,7 @@ class Settings:
     def quick(cls) -> Settings:
         """Small counts: a run of seconds, for smoke tests and a first look."""
         return cls(repeats=3, rounds=300, batches=5, footprint_requests=20_000,
-                   idle_seconds=1.0)
+                   idle_seconds=1.0, stream_seconds=1.0)
 
 
 # --- figures --------------------------------------------------------------------------
@@ -258,7 +264,8 @@ class Backend:
     """
 
     def __init__(self, template: str, device: str, work_dir: Path, tag: str,
-                 count: int | None = None) -> None:
+                 count: int | None = None, env: dict[str, str] | None = None) -> None:
+        self.env = env
         base = str(work_dir / f"{tag}.sock")
         #: The sockets served: {socket}, or {socket}0 ... with {count} sockets.
         self.socket_paths = [base] if count is None else [f"{base}{i}" for i in range(count)]
@@ -282,7 +289,7 @@ class Backend:
             # stdout is a pipe, not /dev/null: some backends register fd 1 in epoll,
             # which fails on /dev/null and regular files.
             self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                            stdout=subprocess.PIPE, stderr=log)
+                                            stdout=subprocess.PIPE, stderr=log, env=self.env)
 
     def wait_accepting(self) -> tuple[float, float]:
         """Wait until the socket accepts a connection and answers GET_FEATURES on it.
@@ -585,6 +592,95 @@ class BenchError(RuntimeError):
     """The backend answered wrongly or not at all; the run cannot go on."""
 
 
+@contextmanager
+def connect_vm(socket_path: str) -> Iterator[tuple[DriverQueue, DriverQueue]]:
+    """Connect the in-tree frontend; yield its command and event queues."""
+    ram = GuestRam()
+    try:
+        frontend = VhostUserFrontend(socket_path)
+    except (FrontendError, OSError) as error:
+        ram.close()
+        raise BenchError(f"frontend: {error}") from error
+    try:
+        cmdq, eventq = frontend.setup(ram, queue_count=2, queue_size=QUEUE_SIZE)
+        yield cmdq, eventq
+    except (FrontendError, ScmiProtocolError, ScmiStatusError) as error:
+        raise BenchError(f"frontend: {error}") from error
+    finally:
+        frontend.close()
+        ram.close()
+
+
+#: CONFIG_SET of a sensor: enabled, update interval 1 x 10^-3 s (31:16 seconds, 15:11
+#: exponent -3 as 5-bit two's complement), rounding auto (10:9).
+ENABLED_1_MS = 1 << 16 | 29 << 11 | 2 << 9 | 1
+
+
+class Hammer:
+    """A VM reading a slow sensor back to back, on a thread of the harness."""
+
+    def __init__(self, cmdq: DriverQueue, sensor: int) -> None:
+        self.cmdq = cmdq
+        self.sensor = sensor
+        self.reads = 0
+        self.failures = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Hammer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop = True
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        token = 0
+        while not self._stop:
+            token += 1
+            response = self.cmdq.transact(reading_get(token, self.sensor), RESPONSE_ROOM,
+                                          timeout=30)
+            if len(response) >= 8 and struct.unpack_from("<i", response, 4)[0] == 0:
+                self.reads += 1
+            else:
+                self.failures += 1
+
+
+def stream(cmdq: DriverQueue, eventq: DriverQueue, sensors: Sequence[int], seconds: float,
+           pid: int) -> tuple[float, float]:
+    """Subscribe `sensors` to SENSOR_UPDATE at 1 kHz for `seconds`, keeping the event queue
+    supplied (its buffers posted once, by the caller, and given back as they come);
+    return (daemon CPU seconds per second, notifications per second)."""
+    client = ScmiClient(lambda request: cmdq.transact(request, RESPONSE_ROOM))
+
+    def recycle() -> int:
+        done = eventq.collect(free=False, read_data=False)
+        if done:
+            eventq.resubmit([completion.head for completion in done])
+        return len(done)
+
+    for sensor in sensors:
+        client.config_set(sensor, ENABLED_1_MS)
+        client.continuous_update_notify(sensor, True)
+    settled = time.monotonic() + 0.2
+    while time.monotonic() < settled:
+        eventq.wait(0.05)
+        recycle()
+    cpu_before, started = cpu_seconds(pid), time.monotonic()
+    received = 0
+    while (elapsed := time.monotonic() - started) < seconds:
+        eventq.wait(0.05)
+        received += recycle()
+    cpu = cpu_seconds(pid) - cpu_before
+    for sensor in sensors:
+        client.continuous_update_notify(sensor, False)
+        client.config_set(sensor, 0)
+    time.sleep(0.05)
+    recycle()
+    return cpu / elapsed, received / elapsed
+
+
 # --- measurements ---------------------------------------------------------------------
 
 WARMUP_ROUNDS = 100
@@ -800,6 +896,70 @@ class Run:
         self.record("footprint", "exec to first vhost-user reply", "ms", replied * 1e3,
                     to_us=1e3, repeat=repeat)
 
+    def measure_neighbour(self, work_dir: Path) -> None:
+        """A fast sensor's round trips on one VM, quiet, then while another VM of the same
+        daemon reads a device that takes `slow_ms` per read (an LD_PRELOAD library makes
+        the daemon's pread of that file sleep)."""
+        settings = self.settings
+        try:
+            library = slowread.build(work_dir)
+        except (slowread.NoCompiler, subprocess.CalledProcessError, OSError) as error:
+            self.notes.append(f"neighbour not measured: {error}")
+            return
+        value_file = slowread.make_hwmon(work_dir / "slow-hwmon")
+        env = dict(os.environ, LD_PRELOAD=str(library), SLOWREAD_PATH=str(value_file),
+                   SLOWREAD_MS=str(settings.slow_ms), SLOWREAD_SKIP="1")
+        command = (f"{_own_daemon()} -s {{socket}} -c 2 -d fake "
+                   f"-d hwmon,path={value_file.parent},name=slow")
+        backend = Backend(command, "", work_dir, "neighbour", env=env)
+        sockets = [f"{backend.socket_path}{index}" for index in range(2)]
+        backend.start()
+        try:
+            backend.socket_path = sockets[0]
+            backend.wait_accepting()
+            with connect(sockets[0]) as queue, connect_vm(sockets[1]) as (other, _eventq):
+                for repeat in range(settings.repeats):
+                    self.log(f"neighbour repeat {repeat + 1}/{settings.repeats}")
+                    quiet = round_trips(queue, settings.rounds)
+                    with Hammer(other, 1) as hammer:
+                        loaded = round_trips(queue, settings.rounds)
+                    if hammer.failures or not hammer.reads:
+                        raise BenchError(f"neighbour: {hammer.failures} failed reads of the "
+                                         f"slow device, {hammer.reads} good")
+                    for stat, fraction in (("p50", 0.5), ("p99", 0.99)):
+                        q, busy = percentile(quiet, fraction), percentile(loaded, fraction)
+                        ref = Floor("unpinned", stat)
+                        self.record("neighbour", f"fast sensor {stat}, neighbour quiet", "µs",
+                                    q, ref=ref, repeat=repeat)
+                        self.record("neighbour", f"fast sensor {stat}, neighbour on a "
+                                    f"{settings.slow_ms} ms device", "µs", busy, ref=ref,
+                                    repeat=repeat)
+                        self.record("neighbour", f"{stat} loaded / quiet", "×", busy / q,
+                                    ref=None, to_us=None, target=(2.0, "value"))
+            backend.check_alive()
+        finally:
+            backend.stop()
+
+    def measure_stream(self, work_dir: Path) -> None:
+        """Daemon CPU and delivered rate of SENSOR_UPDATE at 1 kHz, on 1 and 10 sensors."""
+        settings = self.settings
+        command = f"{_own_daemon()} -s {{socket}} " + " ".join(
+            f"-d fake,name=f{index}" for index in range(10))
+        with running(command, "", work_dir, "stream") as backend, \
+                connect_vm(backend.socket_path) as (cmdq, eventq):
+            eventq.post_buffers(eventq.size // 2, 136)
+            for repeat in range(settings.repeats):
+                self.log(f"stream repeat {repeat + 1}/{settings.repeats}")
+                for sensors, target in (([0], 5.0), (list(range(10)), 50.0)):
+                    what = "1 sensor" if len(sensors) == 1 else f"{len(sensors)} sensors"
+                    cpu, rate = stream(cmdq, eventq, sensors, settings.stream_seconds,
+                                       backend.pid)
+                    self.record("stream", f"{what} at 1 kHz: daemon CPU", "%", cpu * 100,
+                                ref=None, to_us=None, target=(target, "value"))
+                    self.record("stream", f"{what} at 1 kHz: delivered", "Hz", rate,
+                                ref=None, to_us=None)
+            backend.check_alive()
+
     def run(self) -> None:
         settings = self.settings
         wanted = set(settings.sections)
@@ -838,6 +998,16 @@ class Run:
                 backend.check_alive()
             if "footprint" in wanted:
                 self.measure_vmms(work_dir)
+        own = template == DEFAULT_BACKEND_CMD
+        for section, measure in (("neighbour", self.measure_neighbour),
+                                 ("stream", self.measure_stream)):
+            if section not in wanted:
+                continue
+            if not own:
+                self.notes.append(f"{section} skipped: it measures this daemon (several VMs "
+                                  f"on one process), not --backend-cmd")
+                continue
+            measure(work_dir)
         device_sections = wanted & {"iio", "domains"}
         if device_sections and "{device}" not in template:
             self.notes.append(f"{', '.join(sorted(device_sections))} skipped: the backend "
@@ -1000,6 +1170,9 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{defaults.footprint_requests:,})")
     parser.add_argument("--idle-seconds", type=float,
                         help=f"idle time measured (default {defaults.idle_seconds:g})")
+    parser.add_argument("--stream-seconds", type=float,
+                        help=f"seconds each stream is measured (default "
+                             f"{defaults.stream_seconds:g})")
     parser.add_argument("--work-dir", metavar="DIR",
                         help=f"where sockets and the iio tree go (default {defaults.work_dir}, "
                              "a tmpfs)")
@@ -1016,7 +1189,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if args.vmm_counts:
         settings.vmm_counts = tuple(int(count) for count in args.vmm_counts.split(","))
     for name in ("repeats", "rounds", "batches", "footprint_requests", "idle_seconds",
-                 "work_dir"):
+                 "stream_seconds", "work_dir"):
         value = getattr(args, name)
         if value is not None:
             setattr(settings, name, value)
