@@ -137,12 +137,15 @@ class EndToEnd:
 
     def start_daemon(self, *devices: str, socket_path: Path | None = None,
                      name: str = "daemon", options: Sequence[str] = (),
-                     socket_count: int | None = None) -> Daemon:
+                     socket_count: int | None = None,
+                     env: dict[str, str] | None = None,
+                     listening: Path | None = None) -> Daemon:
         """Start the installed daemon with `--socket-path` and one `--device` per spec
-        (and `options`).
+        (and `options`), in `env`.
 
         With `socket_count` N (`-c N`) it serves PATH0..PATH<N-1>; the Daemon's
-        socket_path is PATH0.
+        socket_path is PATH0. Otherwise it waits until `listening` (default: the socket
+        path) listens.
         """
         socket_path = socket_path or self.socket_path()
         argv = [daemon_executable(), "--socket-path", str(socket_path), *options]
@@ -151,10 +154,10 @@ class EndToEnd:
         for spec in devices:
             argv += ["--device", spec]
         if socket_count is None:
-            return self._start(argv, socket_path, name)
+            return self._start(argv, socket_path, name, env=env, listening=listening)
         # -c N: PATH0..PATH<N-1> listen; the Daemon is known by PATH0.
         paths = [Path(f"{socket_path}{index}") for index in range(socket_count)]
-        daemon = self._start(argv, paths[-1], name)
+        daemon = self._start(argv, paths[-1], name, env=env)
         daemon.socket_path = paths[0]
         daemon.wait_listening()
         return daemon
@@ -168,13 +171,14 @@ class EndToEnd:
         return self._start([daemon_executable(), "--config", str(config_path)],
                            socket_path, name)
 
-    def _start(self, argv: list[str], socket_path: Path, name: str) -> Daemon:
+    def _start(self, argv: list[str], socket_path: Path, name: str, *,
+               env: dict[str, str] | None = None, listening: Path | None = None) -> Daemon:
         log_path = self.workdir / f"{name}-{len(self.daemons)}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT)
+                                    stderr=subprocess.STDOUT, env=env)
         self._processes.append(proc)
-        daemon = Daemon(proc, socket_path, log_path, argv)
+        daemon = Daemon(proc, listening or socket_path, log_path, argv)
         self.daemons.append(daemon)
         daemon.wait_listening()
         return daemon

@@ -5,9 +5,10 @@ An `Attribute` keeps its file open and re-reads it with os.pread, so a read cost
 one system call and no path lookup. A `Conversion` turns the text of a reading into
 an integer in the sensor's SCMI unit and exponent, exactly.
 
-The daemon has one thread, so no read may block: files are opened with O_NONBLOCK
-(a FIFO put in a device's place would otherwise block open() until a writer comes)
-and only regular files are accepted, as sysfs attributes are. An open attribute keeps
+Reads run on the executor's worker threads (Resource.blocking), never on the event
+loop; still, files are opened with O_NONBLOCK (a FIFO put in a device's place would
+otherwise block open() until a writer comes, at start-up) and only regular files are
+accepted, as sysfs attributes are. An open attribute keeps
 its inode, so a file replaced later (by a FIFO or anything else) reads as removed.
 """
 

@@ -15,8 +15,8 @@ Behaviour chosen where the specification leaves it to the platform:
 - Sensors offer the update intervals in UPDATE_INTERVALS (1 ms to 1 s, default 100 ms);
   CONFIG_SET picks one of them with the rounding the agent asks for. Periodic work keeps
   its rate: each period is counted from the previous due time, not from when the work
-  ran, and a loop that fell behind catches up (at most MAX_CATCH_UP late samples at
-  once; further behind, the schedule restarts from now).
+  ran, and a loop that fell behind catches up, MAX_BURST samples per wake-up (further
+  behind than MAX_CATCH_UP periods, the schedule restarts from now).
 - Timestamps are nanoseconds of the host's CLOCK_MONOTONIC (exponent -9), reported
   when the agent turns timestamp reporting on.
 - Asynchronous reads (answered by a delayed response on the event queue) are
@@ -93,8 +93,11 @@ MAX_PENDING_EVENTS = 64
 TIMESTAMP_EXPONENT = -9
 #: Extended names (SENSOR_NAME_GET, SENSOR_AXIS_NAME_GET) are 64-byte fields.
 EXTENDED_NAME_SIZE = 64
-#: Most late periods of one sensor made up at once after the loop fell behind.
+#: Most late periods of one sensor made up after the loop fell behind; further behind,
+#: its schedule restarts from now.
 MAX_CATCH_UP = 100
+#: Most of those made up in one wake-up (the agent's notification queue is finite).
+MAX_BURST = 4
 
 
 class SensorMessage(IntEnum):
@@ -472,6 +475,7 @@ class SensorProtocol(Protocol):
                 state.next_due = now + state.period  # too far behind: start again
                 late = 1
             else:
+                late = min(late, MAX_BURST)  # the rest at the next wake-up
                 state.next_due = due + late * state.period
             if state.blocking:
                 if not state.sampling:
