@@ -534,6 +534,23 @@ def test_sensor_update_notifications_follow_enable_and_interval() -> None:
     assert dispatcher.take_events(time.monotonic() + 10) == []
 
 
+def test_a_little_late_delivery_catches_up_without_drift() -> None:
+    # 1 kHz: a loop 3 ms late makes the 3 samples up, and stays on its schedule
+    # (an in-memory sensor: a blocking one is never read twice at once).
+    dispatcher, client = make(FakeAccelerometer())
+    client.config_set(0, config(1, -3, rounding=0))
+    client.continuous_update_notify(0, True)
+    deadline = dispatcher.next_deadline()
+    assert deadline is not None
+    assert len(dispatcher.take_events(deadline + 0.0025)) == 3
+    assert dispatcher.next_deadline() == pytest.approx(deadline + 0.003)
+    # Further behind: at most 4 per wake-up, the rest at the next.
+    assert len(dispatcher.take_events(deadline + 0.0099)) == 4
+    assert dispatcher.next_deadline() == pytest.approx(deadline + 0.007)
+    assert len(dispatcher.take_events(deadline + 0.0099)) == 3
+    assert dispatcher.next_deadline() == pytest.approx(deadline + 0.010)
+
+
 def test_late_delivery_does_not_burst() -> None:
     dispatcher, client = make(temperature(values=[(i,) for i in range(10)]))
     client.continuous_update_notify(0, True)

@@ -95,7 +95,7 @@ TIMESTAMP_EXPONENT = -9
 EXTENDED_NAME_SIZE = 64
 #: Most late periods of one sensor made up after the loop fell behind; further behind,
 #: its schedule restarts from now.
-MAX_CATCH_UP = 100
+MAX_CATCH_UP = 20
 #: Most of those made up in one wake-up (the agent's notification queue is finite).
 MAX_BURST = 4
 
