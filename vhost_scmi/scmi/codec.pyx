@@ -147,13 +147,14 @@ def ok_response(unsigned int header, bytes payload not None) -> bytes:
 
 
 cpdef object route(dict routes, object request, Py_ssize_t max_response, object error_type,
-                   object not_a_command, object protocols=None):
+                   object not_a_command):
     """Answer `request` through `routes` (protocol id << 10 | message id ->
-    (bytes needed, handler(header, request, room))).
+    (bytes needed, handler(header, request, room)); a key protocol id << 10 | 0x300 marks
+    a known protocol).
 
     Returns b"" when no status fits or there is no header; NOT_SUPPORTED for an unknown
-    protocol, NOT_FOUND for an unknown message of a protocol in `protocols` (a container
-    of protocol ids; without it, NOT_SUPPORTED); INVALID_PARAMETERS for a short request;
+    protocol, NOT_FOUND for an unknown message of a known protocol; INVALID_PARAMETERS
+    for a short request;
     `not_a_command(header)` for a message that is not a command; `error_type` raised by
     a handler (with a `status`) becomes that status; COMMS_ERROR for an answer longer
     than `max_response`. A handler's answer that is not bytes (a coroutine still to be
@@ -176,7 +177,7 @@ cpdef object route(dict routes, object request, Py_ssize_t max_response, object 
         return not_a_command(header)
     entry = routes.get(header & ROUTE_MASK)
     if entry is None:
-        if protocols is not None and (header >> PROTOCOL_SHIFT) & PROTOCOL_MASK in protocols:
+        if (header & (PROTOCOL_MASK << PROTOCOL_SHIFT)) | COMMAND_TYPE_MASK in routes:
             return _status_response(header, -4)  # NOT_FOUND
         return _status_response(header, -1)  # NOT_SUPPORTED
     needed, handler = <tuple>entry

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # Header and status word.
 _RESPONSE_MINIMUM = 8
+#: Bits 9:8 (message type) of the route key marking a known protocol.
+PROTOCOL_KEY = 0x300
 
 #: Status of a request whose device call failed without the protocol saying how to
 #: answer (a HostTimeout at the deadline, or a device still stuck): the device did not
@@ -58,7 +60,10 @@ class Dispatcher:
             for message in protocol.messages.values():
                 key = protocol.protocol_id << 10 | message.id
                 self._routes[key] = (4 + message.request_length, message.handler)
-        self._protocol_ids = frozenset(self.protocols)
+        # Known protocols, for route() to tell an unknown message (NOT_FOUND) from an
+        # unknown protocol (NOT_SUPPORTED); no command has these keys (message type 3).
+        for protocol_id in self.protocols:
+            self._routes[protocol_id << 10 | PROTOCOL_KEY] = (0, _no_handler)
         base = self.protocols.get(BaseProtocol.protocol_id)
         self._base = base if isinstance(base, BaseProtocol) else None
         #: The transport's hold on a request answered later (see the module docstring).
@@ -95,13 +100,13 @@ class Dispatcher:
         """
         try:
             response = route(self._routes, request, max_response, ScmiError,
-                             self._not_a_command, self._protocol_ids)
-            if type(response) is not bytes:
-                return self._drive(request, response, max_response)
-            if not response:
-                warn_limited(log, "short", "unanswerable request: %d bytes, %d writable",
-                             len(request), max_response)
-            return response
+                             self._not_a_command)
+            if type(response) is bytes:
+                if not response:
+                    warn_limited(log, "short", "unanswerable request: %d bytes, %d writable",
+                                 len(request), max_response)
+                return response
+            return self._drive(request, response, max_response)
         except Exception:
             log.exception("internal error handling an SCMI request")
             return self._internal_error(request, max_response)
@@ -236,6 +241,10 @@ def build_dispatcher(platform: AgentView | Sequence[Resource],
     dispatcher = Dispatcher(protocols, executor)
     platform.reset_agent = dispatcher.reset
     return dispatcher
+
+
+def _no_handler(header: int, request: bytes, room: int) -> bytes:
+    raise AssertionError("a protocol key is never routed")
 
 
 def _ignore(task: Task) -> None:

@@ -315,6 +315,8 @@ class _SensorState:
         self.trip_notify = False
         self.trip_points: list[tuple[TripDirection, int] | None] = [None] * self.trip_point_count
         self.watch_trips = False
+        #: Read inline with nothing to watch: the READING_GET fast path.
+        self.plain = not self.blocking
         self.last_value: int | None = None
         self.next_due: float | None = None
         #: A periodic read is in flight (blocking sensors).
@@ -590,6 +592,7 @@ class SensorProtocol(Protocol):
 
     def _reschedule(self, state: _SensorState) -> None:
         state.watch_trips = state.trip_notify and any(state.trip_points)
+        state.plain = not (state.blocking or state.watch_trips)
         if not state.watch_trips:
             state.last_value = None
         if state.enabled and (state.update_notify or state.watch_trips):
@@ -622,15 +625,15 @@ class SensorProtocol(Protocol):
             return self._reading_get_async(header, state, flags)
         if state.reading_length > room:
             raise ScmiError(Status.COMMS_ERROR, "reading does not fit the response buffer")
-        if state.blocking:
-            return self._reading_get_host(header, state)
-        if state.watch_trips:
-            values = self._sample(state)
-        else:
+        if state.plain:
             try:
                 values = state.read()
             except Exception as err:
                 raise _read_error(state, err) from err
+        elif state.blocking:
+            return self._reading_get_host(header, state)
+        else:
+            values = self._sample(state)
         try:
             return pack_reading_response(header, values, state.value_count,
                                          time.monotonic_ns() if state.timestamps else 0)
