@@ -356,6 +356,22 @@ def test_push_with_event_idx_rearms_avail_event(make_engine) -> None:
     assert engine.driver.collect()[0].data == b"e"
 
 
+def test_push_asks_for_no_kick_while_buffers_remain(make_engine) -> None:
+    # A driver returning event buffers one by one (as Linux does) wakes the device only
+    # when it had run dry.
+    engine = make_engine(event_idx=True)
+    assert engine.queue.push(b"e") is False  # dry: a kick is asked for
+    old = engine.driver.avail_idx
+    engine.driver.post_buffers(4, 16)
+    assert engine.driver.kick_needed(old)
+    for _ in range(3):
+        assert engine.queue.push(b"e") is True
+        [done] = engine.driver.collect(free=False)
+        old = engine.driver.avail_idx
+        engine.driver.publish([done.head])
+        assert not engine.driver.kick_needed(old)
+
+
 # --- malformed rings ----------------------------------------------------------------------
 
 def _desc(engine: Engine, index: int, addr: int, length: int, flags: int, next_: int = 0) -> None:

@@ -655,9 +655,14 @@ def stream(cmdq: DriverQueue, eventq: DriverQueue, sensors: Sequence[int], secon
     client = ScmiClient(lambda request: cmdq.transact(request, RESPONSE_ROOM))
 
     def recycle() -> int:
+        # Buffers go back as Linux gives them: a kick only when the device asks for one
+        # (EVENT_IDX avail_event).
         done = eventq.collect(free=False, read_data=False)
         if done:
-            eventq.resubmit([completion.head for completion in done])
+            old = eventq.avail_idx
+            eventq.publish([completion.head for completion in done])
+            if eventq.kick_needed(old):
+                eventq.kick()
         return len(done)
 
     for sensor in sensors:

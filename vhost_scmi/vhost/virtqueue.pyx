@@ -712,7 +712,8 @@ cdef class SplitQueue:
         cdef uint32_t written = self._scatter(<const uint8_t *>PyBytes_AS_STRING(data),
                                               PyBytes_GET_SIZE(data))
         self._add_used(head, written)
-        self._set_avail_event()
+        # No kick is asked for while buffers remain: the driver's returned buffers need
+        # no wake-up (avail_event is set above, when the ring runs dry).
         self._publish_used()
         self.served += 1
         self._signal_used()
