@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from vhost_scmi.devices.resource import Resource
+from vhost_scmi.platform.arbitration import Rule, SharedSetting
 from vhost_scmi.platform.executor import Executor, Task
 from vhost_scmi.platform.host import HostCall, HostTimeout
 
@@ -168,3 +169,41 @@ def test_without_threads_every_call_is_inline(devices: list[PipeDevice]) -> None
     devices[0].release(3)
     task = inline.start(read(devices[0]))
     assert task.done and task.value == 3
+
+
+class BlockingKnob(Resource):
+    """A host setting whose writes block in read(2) until the test lets one through."""
+
+    name = "knob"
+
+    def __init__(self) -> None:
+        self.gate_read, self.gate_write = os.pipe()
+        self.written: list[int] = []
+
+    def apply(self, value: int) -> None:
+        os.read(self.gate_read, 1)
+        self.written.append(value)
+
+    def close(self) -> None:
+        os.close(self.gate_read)
+        os.close(self.gate_write)
+
+
+def test_requests_while_a_host_write_is_in_flight_are_not_lost(executor: Executor) -> None:
+    knob = BlockingKnob()
+    setting = SharedSetting(knob, "level", Rule.HIGHEST, 0, knob.apply)
+    try:
+        first = executor.start(setting.request(1, 7))  # writes 7; blocked in the host
+        second = executor.start(setting.request(2, 5))  # while that write is in flight
+        assert not first.done
+        os.write(knob.gate_write, b"xxx")
+        while not (first.done and second.done):
+            wait_completion(executor)
+        assert first.error is None and second.error is None
+        # Both requests are kept, and the host ends with their combination.
+        assert setting.requests == {1: 7, 2: 5}
+        assert setting.value == 7 and knob.written[-1] == 7
+    finally:
+        os.write(knob.gate_write, b"xxxx")
+        time.sleep(0.01)
+        knob.close()

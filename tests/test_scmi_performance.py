@@ -70,8 +70,9 @@ def test_message_attributes_of_unknown_message_is_not_found(message: int) -> Non
 
 
 def test_unknown_message_and_protocol_absent_without_domains() -> None:
-    # As for every protocol, the dispatcher answers an unknown message NOT_SUPPORTED.
-    assert status_of(ask(build_dispatcher([fake()]), 0xD, 0)) == Status.NOT_SUPPORTED
+    # As for every protocol, the dispatcher answers an unknown message NOT_FOUND
+    # (scmi-tests b004), and every message of an absent protocol NOT_SUPPORTED.
+    assert status_of(ask(build_dispatcher([fake()]), 0xD, 0)) == Status.NOT_FOUND
     assert ask(build_dispatcher([]), 0x0) == response(PERF, 0x0, Status.NOT_SUPPORTED)
 
 
