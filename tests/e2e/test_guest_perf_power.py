@@ -138,7 +138,7 @@ RAW = [
     (case("perf_notify_level_reserved", PERF, 0xA, 0, 2), Status.INVALID_PARAMETERS, b""),
     (case("perf_fast_channel", PERF, 0xB, 0, 0x7), Status.NOT_SUPPORTED, b""),
     (case("perf_name_short", PERF, 0xC, 0), Status.NOT_SUPPORTED, b""),
-    (case("perf_unknown_message", PERF, 0xD, 0), Status.NOT_SUPPORTED, b""),
+    (case("perf_unknown_message", PERF, 0xD, 0), Status.NOT_FOUND, b""),
     (case("power_version", POWER, 0x0), Status.SUCCESS, struct.pack("<I", 0x30000)),
     (case("power_attributes", POWER, 0x1), Status.SUCCESS, struct.pack("<HH3I", 2, 0, 0, 0, 0)),
     (case("power_msg_dropped", POWER, 0x2, 0x7), Status.NOT_FOUND, b""),
@@ -160,7 +160,7 @@ RAW = [
     (case("power_name", POWER, 0x8, 0), Status.SUCCESS,
      struct.pack("<I", 0) + LONG_NAME.encode().ljust(64, b"\0")),
     (case("power_name_short", POWER, 0x8, 1), Status.NOT_SUPPORTED, b""),
-    (case("power_unknown_message", POWER, 0x7, 0, 1), Status.NOT_SUPPORTED, b""),
+    (case("power_unknown_message", POWER, 0x7, 0, 1), Status.NOT_FOUND, b""),
 ]
 
 
