@@ -35,8 +35,8 @@ from typing import Protocol
 from vhost_scmi.devices.resource import Resource
 from vhost_scmi.listener import ServedSocket, StartupError, open_all
 from vhost_scmi.platform.agents import default_views
-from vhost_scmi.platform.view import AgentView
 from vhost_scmi.platform.executor import DEFAULT_DEADLINE, Executor
+from vhost_scmi.platform.view import AgentView
 from vhost_scmi.scmi.dispatcher import build_dispatcher
 from vhost_scmi.systemd import Notifier
 from vhost_scmi.vhost.connection import PROTOCOL_FEATURES, BackendConnection
