@@ -207,3 +207,15 @@ def test_requests_while_a_host_write_is_in_flight_are_not_lost(executor: Executo
         os.write(knob.gate_write, b"xxxx")
         time.sleep(0.01)
         knob.close()
+
+
+def test_a_resource_with_its_own_timeout_gets_that_deadline(
+        executor: Executor, devices: list[PipeDevice]) -> None:
+    slow = devices[0]
+    slow.call_timeout = 30.0  # a host command killed at its own timeout
+    task = executor.start(read(slow))
+    deadline = executor.next_deadline()
+    assert deadline is not None and deadline > time.monotonic() + 20
+    slow.release(1)
+    wait_completion(executor)
+    assert task.value == 1

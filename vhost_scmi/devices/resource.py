@@ -40,6 +40,10 @@ class Resource(abc.ABC):  # noqa: B024 - a base with optional hooks only
     #: True when the host binding only mirrors the device (a host regulator, a powercap
     #: zone without control=on): every agent's sets are then DENIED.
     read_only: bool = False
+    #: Seconds one call may take before it fails (HostTimeout) and the resource counts
+    #: as stuck; None: the daemon's --host-timeout. For resources with a timeout of
+    #: their own (a host command).
+    call_timeout: float | None = None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release host resources held (open files)."""

@@ -15,12 +15,13 @@ resource run one at a time, in order (a host driver serialises them anyway); cal
 different resources run side by side, so a slow or hung device delays only the
 requests that use it.
 
-Deadlines: every call on a worker has one (`deadline` seconds, default 1 s). When it
-passes (`expire()`, called by the loop at `next_deadline()`), `HostTimeout` is raised
-at the coroutine's `await` and the resource counts as *stuck*: later calls on it fail
-at once with `HostTimeout`, without queueing behind the stuck one, until its worker
-comes back from that call. A late result is dropped. Worker threads are daemon threads:
-one stuck in a system call never keeps the process from exiting.
+Deadlines: every call on a worker has one (`deadline` seconds, default 1 s, or the
+resource's own `call_timeout`). When it passes (`deliver_due()`, called by the loop at
+`next_deadline()`), `HostTimeout` is raised at the coroutine's `await` and the
+resource counts as *stuck*: later calls on it fail at once with `HostTimeout`, without
+queueing behind the stuck one, until its worker comes back from that call. A late
+result is dropped. Worker threads are daemon threads: one stuck in a system call never
+keeps the process from exiting.
 """
 
 from __future__ import annotations
@@ -176,12 +177,13 @@ class Executor:
             self._waiting.discard(task)
             task.worker = None
             task.serial += 1  # its result, if it ever comes, is dropped
+            limit = worker.resource.call_timeout or self.deadline
             if worker.stuck_since is None:
-                worker.stuck_since = now - self.deadline
+                worker.stuck_since = now - limit
                 log.warning("host: %s did not answer within %.3g s; failing its calls "
-                            "until it does", worker.name, self.deadline)
+                            "until it does", worker.name, limit)
             self._step(task, None, HostTimeout(
-                f"{worker.name}: no answer within {self.deadline:.3g} s", errno.ETIMEDOUT))
+                f"{worker.name}: no answer within {limit:.3g} s", errno.ETIMEDOUT))
 
     # --- protocol code's side ---------------------------------------------------------
 
@@ -250,7 +252,7 @@ class Executor:
                                     errno.ETIMEDOUT)
                 continue
             task.serial += 1
-            task.deadline = time.monotonic() + self.deadline
+            task.deadline = time.monotonic() + (resource.call_timeout or self.deadline)
             task.worker = worker
             self._waiting.add(task)
             worker.submit(task, task.serial, call)

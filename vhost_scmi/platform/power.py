@@ -35,6 +35,8 @@ class PowerCommand(Resource):
         self.name = "system-power"
         self.argv = tuple(argv)
         self.timeout = timeout
+        # The command is killed at its own timeout; the executor's deadline comes after.
+        self.call_timeout = timeout + 1.0
 
     def run(self, agent: str, state: str, graceful: bool) -> None:
         """Run the command for `agent`'s request; return when it succeeded.
