@@ -8,9 +8,10 @@ i2c-stub, gpio-sim; PCI devices come from QEMU), serves them with the daemon, qu
 through the project's vhost-user frontend and writes what it saw to a writable 9p share.
 With VHOST_SCMI_HOSTVM_NESTED=1 it then boots the arm64 guest of tests/e2e inside (TCG in
 TCG) against a daemon serving the mma7660 and the lm75 (test_nested_guest.py). That guest
-costs about 3 minutes of one CPU, over the rig's 2-minute budget, so it is not collected
-otherwise. A boot costs 10 s of TCG before any of this, so the whole session shares one
-(`hostvm` fixture) and the tests assert on its results.
+costs one to three minutes of one CPU, so it is collected only then; tools/run-tests (the
+README's test command, which CI runs) sets it. A boot costs 10 s of TCG before any of
+this, so the whole session shares one (`hostvm` fixture) and the tests assert on its
+results.
 
 Kernel and module: $VHOST_SCMI_HOSTVM_DIR, else ../shared/hostvm beside the clone, else
 built by kernel/hostvm/build-kernel into the e2e cache (about 6 minutes).
