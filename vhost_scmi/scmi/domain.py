@@ -22,15 +22,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from vhost_scmi.devices.resource import DeviceError, Resource
+from vhost_scmi.devices.resource import Resource
 from vhost_scmi.devices.sensor import MAX_NAME_LENGTH
-from vhost_scmi.platform.arbitration import ArbitrationDenied, Rule, SharedSetting
+from vhost_scmi.platform.arbitration import Rule, SharedSetting
 from vhost_scmi.platform.host import HostCall
+from vhost_scmi.scmi.codec import pack_header
 from vhost_scmi.scmi.protocol import (
     U32,
     Platform,
     Protocol,
     host_error,
+    notify_enable,
     pack_name,
     warn_limited,
 )
@@ -92,6 +94,11 @@ class DomainProtocol(Protocol, Generic[R]):
         self._events.append((time.monotonic() + delay if delay else 0.0, event))
         self.platform.deadline_changed()
 
+    def notify(self, notification: int, payload: bytes) -> None:
+        """Send notification `notification` of this protocol, `payload` after the header."""
+        header = pack_header(notification, MessageType.NOTIFICATION, self.protocol_id, 0)
+        self.queue_event(U32.pack(header) + payload)
+
     def queue_delayed_response(self, header: int, payload: bytes) -> None:
         """Send the SUCCESS delayed response to command `header` (DELAYED_RESPONSE_DELAY
         seconds after its response)."""
@@ -132,13 +139,19 @@ class DomainProtocol(Protocol, Generic[R]):
             raise ScmiError(Status.DENIED, f"{resource.name} is read-only for agent "
                             f"{self.platform.agent_id}")
 
-    @staticmethod
-    def notify_enable(request: bytes, offset: int = 8) -> bool:
-        """The notify_enable word at `offset` (only bit 0 defined)."""
-        (control,) = U32.unpack_from(request, offset)
-        if control & ~1:
-            raise ScmiError(Status.INVALID_PARAMETERS, "reserved bits set")
-        return bool(control)
+    #: The notify_enable word of a *_NOTIFY request (offset 8 unless told).
+    notify_enable = staticmethod(notify_enable)
+
+    def subscribe(self, subscribed: set[int], domain_id: int, enable: bool,
+                  *watches: tuple[SharedSetting[Any], Callable[[Any], None]]) -> None:
+        """Add `domain_id` to (or, not `enable`, drop it from) `subscribed` and watch
+        (stop watching) each setting of `watches` with its callback."""
+        if enable:
+            subscribed.add(domain_id)
+        else:
+            subscribed.discard(domain_id)
+        for setting, callback in watches:
+            self.watch(setting, callback if enable else None)
 
     @staticmethod
     def extended_name(resource: Resource) -> bytes:
@@ -148,10 +161,11 @@ class DomainProtocol(Protocol, Generic[R]):
         return U32.pack(0) + pack_name(resource.name, EXTENDED_NAME_SIZE)
 
     async def host(self, resource: Resource, function: Callable[..., T], *args: object) -> T:
-        """Call the device; its failure becomes the status the agent gets."""
+        """Call the device; its failure becomes the status the agent gets (a device
+        kind's bug: GENERIC_ERROR, logged once with its traceback)."""
         try:
             return await HostCall(resource, function, *args)
-        except DeviceError as err:
+        except Exception as err:
             raise host_error(log, resource.name, err) from err
 
     async def setting(self, resource: Resource, name: str, rule: Rule,
@@ -165,11 +179,12 @@ class DomainProtocol(Protocol, Generic[R]):
                                                   shared=shared, idle=idle))
 
     async def request(self, setting: SharedSetting[T], value: T) -> T:
-        """Ask for `value`; DENIED when another agent holds the setting."""
+        """Ask for `value`; DENIED when another agent holds the setting, and a failed
+        host write answered as `host` answers it."""
         self._settings.add(setting)
         try:
             return await setting.request(self.platform.agent_id, value)
-        except (ArbitrationDenied, DeviceError) as err:
+        except Exception as err:
             raise host_error(log, f"{setting.name} of {setting.resource.name}", err) from err
 
     def watch(self, setting: SharedSetting[T], callback: Callable[[T], None] | None) -> None:

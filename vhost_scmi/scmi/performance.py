@@ -33,8 +33,7 @@ from enum import IntEnum
 
 from vhost_scmi.devices.performance import Limits, PerfControl, PerformanceDomain
 from vhost_scmi.platform.arbitration import Rule, SharedSetting
-from vhost_scmi.platform.host import HostCall
-from vhost_scmi.scmi.codec import pack_header
+from vhost_scmi.scmi.domain import DomainProtocol, has_long_name
 from vhost_scmi.scmi.protocol import (
     MAX_PAYLOAD,
     U32,
@@ -42,24 +41,16 @@ from vhost_scmi.scmi.protocol import (
     U32X3,
     Message,
     Platform,
-    Protocol,
-    host_error,
-    notify_enable,
     ok,
     pack_name,
     status_only,
-    warn_limited,
 )
-from vhost_scmi.scmi.status import MessageType, ProtocolId, ScmiError, Status
+from vhost_scmi.scmi.status import ProtocolId, ScmiError, Status
 
 log = logging.getLogger(__name__)
 
 #: Performance domain management 4.0, as Linux 6.12 implements it.
 VERSION = 0x40000
-#: Notifications kept waiting for the event queue before new ones are dropped.
-MAX_PENDING_EVENTS = 64
-EXTENDED_NAME_SIZE = 64
-SHORT_NAME_LENGTH = 15
 #: Most levels a Linux 6.12 guest takes per domain (its MAX_OPPS): it rejects a domain
 #: with more.
 LINUX_MAX_LEVELS = 32
@@ -112,9 +103,7 @@ class LimitsSetting(SharedSetting[Limits]):
 class _Domain:
     """One domain as one agent sees it."""
 
-    def __init__(self, domain_id: int, domain: PerformanceDomain, platform: Platform) -> None:
-        self.id = domain_id
-        self.domain = domain
+    def __init__(self, domain: PerformanceDomain, platform: Platform) -> None:
         self.levels = domain.levels
         if len(self.levels) > LINUX_MAX_LEVELS:
             log.warning("performance domain %s has %d levels: Linux guests take at most %d",
@@ -122,12 +111,11 @@ class _Domain:
         allowed = platform.may_control(domain)
         self.can_set_level = allowed and domain.control is PerfControl.LEVEL
         self.can_set_limits = allowed and domain.control is PerfControl.LIMITS
-        self.long_name = len(domain.name.encode()) > SHORT_NAME_LENGTH
         top = self.levels[-1]
         flags = (self.can_set_limits << DomainFlags.SET_LIMITS
                  | self.can_set_level << DomainFlags.SET_LEVEL
                  | 1 << DomainFlags.LIMITS_NOTIFY | 1 << DomainFlags.LEVEL_NOTIFY
-                 | self.long_name << DomainFlags.EXTENDED_NAME)
+                 | has_long_name(domain.name) << DomainFlags.EXTENDED_NAME)
         # u32 flags, u32 rate limit (µs, none), u32 sustained kHz, u32 sustained level,
         # 16-byte name.
         self.attributes = U32X2.pack(flags, 0) + U32X2.pack(top, top) + pack_name(domain.name)
@@ -141,8 +129,6 @@ class _Domain:
             domain, "level", Rule.HIGHEST, None, domain.set_level))
         self.limits = arbiter.setting(domain, "limits", lambda: LimitsSetting(
             domain, "limits", Rule.HIGHEST, None, domain.set_limits))
-        self.notify_level = False
-        self.notify_limits = False
 
 
 def round_level(levels: tuple[int, ...], level: int, limits: Limits) -> int:
@@ -154,28 +140,18 @@ def round_level(levels: tuple[int, ...], level: int, limits: Limits) -> int:
     return within[-1] if within else level
 
 
-class PerformanceProtocol(Protocol):
+class PerformanceProtocol(DomainProtocol[PerformanceDomain]):
     """Performance domain management over the agent's performance domains."""
 
     protocol_id = ProtocolId.PERFORMANCE
     version = VERSION
+    resource_type = PerformanceDomain
 
     def __init__(self, platform: Platform) -> None:
         super().__init__(platform)
-        self._domains = [_Domain(i, d, platform)
-                         for i, d in enumerate(platform.visible(PerformanceDomain))]
-        if len(self._domains) > 0xFFFF:
-            raise ValueError("more than 65535 performance domains")
-        self._count = len(self._domains)
-        self._events: list[bytes] = []
-        self._level_header = pack_header(PerfNotification.LEVEL_CHANGED,
-                                         MessageType.NOTIFICATION, self.protocol_id, 0)
-        self._limits_header = pack_header(PerfNotification.LIMITS_CHANGED,
-                                          MessageType.NOTIFICATION, self.protocol_id, 0)
-        agent = platform.agent_id
-        for state in self._domains:
-            state.level.watch(agent, lambda value, s=state: self._level_changed(s, value))
-            state.limits.watch(agent, lambda value, s=state: self._limits_changed(s, value))
+        self._states = [_Domain(domain, platform) for domain in self.domains]
+        self._notify_level: set[int] = set()
+        self._notify_limits: set[int] = set()
         self.add_messages(
             Message(PerfMessage.DOMAIN_ATTRIBUTES, self._domain_attributes, 4),
             Message(PerfMessage.DESCRIBE_LEVELS, self._describe_levels, 8),
@@ -183,72 +159,53 @@ class PerformanceProtocol(Protocol):
             Message(PerfMessage.LIMITS_GET, self._limits_get, 4),
             Message(PerfMessage.LEVEL_SET, self._level_set, 8),
             Message(PerfMessage.LEVEL_GET, self._level_get, 4),
-            Message(PerfMessage.NOTIFY_LIMITS, self._notify_limits, 8),
-            Message(PerfMessage.NOTIFY_LEVEL, self._notify_level, 8),
+            Message(PerfMessage.NOTIFY_LIMITS, self._notify_limits_set, 8),
+            Message(PerfMessage.NOTIFY_LEVEL, self._notify_level_set, 8),
             Message(PerfMessage.DESCRIBE_FASTCHANNEL, self._describe_fastchannel, 8),
             Message(PerfMessage.DOMAIN_NAME_GET, self._domain_name_get, 4),
         )
 
     # Protocol hooks
 
-    def visible(self) -> bool:
-        """Whether the agent sees any performance domain."""
-        return bool(self._domains)
-
     def attributes(self) -> bytes:
         # u16 domains, u16 flags (power unit: none of mW/µW), u32 statistics address
         # low/high and length (none).
-        return self._count.to_bytes(2, "little") + bytes(2) + bytes(12)
+        return len(self.domains).to_bytes(2, "little") + bytes(2) + bytes(12)
 
     def reset(self) -> None:
-        agent = self.platform.agent_id
-        for state in self._domains:
-            state.notify_level = state.notify_limits = False
-            for setting in (state.level, state.limits):
-                if agent in setting.requests:
-                    self.platform.spawn(setting.release(agent))
-        self._events.clear()
-
-    def next_deadline(self) -> float | None:
-        return 0.0 if self._events else None
-
-    def take_events(self, now: float) -> list[bytes]:
-        events, self._events = self._events, []
-        return events
+        super().reset()
+        self._notify_level.clear()
+        self._notify_limits.clear()
 
     # Notifications (watchers of the shared settings)
 
-    def _queue(self, event: bytes) -> None:
-        if len(self._events) >= MAX_PENDING_EVENTS:
-            warn_limited(log, "events", "dropping a performance notification: queue full")
-            return
-        self._events.append(event)
-        self.platform.deadline_changed()
+    def _on_level_changed(self, domain_id: int, setting: SharedSetting[int]):
+        def changed(level: int) -> None:
+            if domain_id in self._notify_level:
+                self.notify(PerfNotification.LEVEL_CHANGED,
+                            U32X3.pack(setting.changed_by or 0, domain_id, level))
+        return changed
 
-    def _level_changed(self, state: _Domain, level: int) -> None:
-        if state.notify_level:
-            agent = state.level.changed_by or 0
-            self._queue(U32.pack(self._level_header) + U32X3.pack(agent, state.id, level))
-
-    def _limits_changed(self, state: _Domain, limits: Limits) -> None:
-        if state.notify_limits:
-            agent = state.limits.changed_by or 0
-            self._queue(U32.pack(self._limits_header)
-                        + U32X2.pack(agent, state.id) + U32X2.pack(limits.high, limits.low))
+    def _on_limits_changed(self, domain_id: int, setting: SharedSetting[Limits]):
+        def changed(limits: Limits) -> None:
+            if domain_id in self._notify_limits:
+                self.notify(PerfNotification.LIMITS_CHANGED,
+                            U32X2.pack(setting.changed_by or 0, domain_id)
+                            + U32X2.pack(limits.high, limits.low))
+        return changed
 
     # Message handlers
 
-    def _domain(self, request: bytes) -> _Domain:
-        (domain_id,) = U32.unpack_from(request, 4)
-        if domain_id >= self._count:
-            raise ScmiError(Status.NOT_FOUND, f"no performance domain {domain_id}")
-        return self._domains[domain_id]
+    def _state(self, request: bytes) -> tuple[int, PerformanceDomain, _Domain]:
+        domain_id, domain = self.domain(request)
+        return domain_id, domain, self._states[domain_id]
 
     def _domain_attributes(self, header: int, request: bytes, room: int) -> bytes:
-        return ok(header, self._domain(request).attributes)
+        _, _, state = self._state(request)
+        return ok(header, state.attributes)
 
     def _describe_levels(self, header: int, request: bytes, room: int) -> bytes:
-        state = self._domain(request)
+        _, _, state = self._state(request)
         (first,) = U32.unpack_from(request, 8)
         if first >= len(state.entries):
             raise ScmiError(Status.INVALID_PARAMETERS, f"no level {first}")
@@ -262,77 +219,57 @@ class PerformanceProtocol(Protocol):
                   + b"".join(chosen))
 
     async def _limits_set(self, header: int, request: bytes, room: int) -> bytes:
-        state = self._domain(request)
+        _, domain, state = self._state(request)
         high, low = U32X2.unpack_from(request, 8)
         if not state.can_set_limits:
-            raise ScmiError(Status.DENIED, f"limits of {state.domain.name} are not settable")
+            raise ScmiError(Status.DENIED, f"limits of {domain.name} are not settable")
         if low > high:
             raise ScmiError(Status.INVALID_PARAMETERS, "minimum above maximum")
         levels = state.levels
         within = [level for level in levels if low <= level <= high]
         if low < levels[0] or high > levels[-1] or not within:
             raise ScmiError(Status.OUT_OF_RANGE, f"limits {low}..{high} outside the levels")
-        try:
-            await state.limits.request(self.platform.agent_id, Limits(within[0], within[-1]))
-        except Exception as err:
-            raise host_error(log, f"setting the limits of {state.domain.name}", err) from err
+        await self.request(state.limits, Limits(within[0], within[-1]))
         return status_only(header, Status.SUCCESS)
 
     async def _limits_get(self, header: int, request: bytes, room: int) -> bytes:
-        state = self._domain(request)
-        domain = state.domain
-        try:
-            limits = await HostCall(domain, domain.limits)
-        except Exception as err:
-            raise host_error(log, f"reading the limits of {domain.name}", err) from err
+        _, domain = self.domain(request)
+        limits = await self.host(domain, domain.limits)
         return ok(header, U32X2.pack(limits.high & 0xFFFFFFFF, limits.low & 0xFFFFFFFF))
 
     async def _level_set(self, header: int, request: bytes, room: int) -> bytes:
-        state = self._domain(request)
+        _, domain, state = self._state(request)
         (level,) = U32.unpack_from(request, 8)
-        domain = state.domain
         if not state.can_set_level:
             raise ScmiError(Status.DENIED, f"level of {domain.name} is not settable")
-        try:
-            limits = await HostCall(domain, domain.limits)
-        except Exception as err:
-            raise host_error(log, f"reading the limits of {domain.name}", err) from err
+        limits = await self.host(domain, domain.limits)
         if not limits.low <= level <= limits.high:
             raise ScmiError(Status.OUT_OF_RANGE, f"level {level} outside the limits "
                             f"{limits.low}..{limits.high}")
-        try:
-            await state.level.request(self.platform.agent_id,
-                                      round_level(state.levels, level, limits))
-        except Exception as err:
-            raise host_error(log, f"setting the level of {domain.name}", err) from err
+        await self.request(state.level, round_level(state.levels, level, limits))
         return status_only(header, Status.SUCCESS)
 
     async def _level_get(self, header: int, request: bytes, room: int) -> bytes:
-        state = self._domain(request)
-        domain = state.domain
-        try:
-            level = await HostCall(domain, domain.level)
-        except Exception as err:
-            raise host_error(log, f"reading the level of {domain.name}", err) from err
+        _, domain = self.domain(request)
+        level = await self.host(domain, domain.level)
         return ok(header, U32.pack(level & 0xFFFFFFFF))
 
-    def _notify_limits(self, header: int, request: bytes, room: int) -> bytes:
-        state = self._domain(request)
-        state.notify_limits = notify_enable(request)
+    def _notify_limits_set(self, header: int, request: bytes, room: int) -> bytes:
+        domain_id, _, state = self._state(request)
+        self.subscribe(self._notify_limits, domain_id, self.notify_enable(request),
+                       (state.limits, self._on_limits_changed(domain_id, state.limits)))
         return status_only(header, Status.SUCCESS)
 
-    def _notify_level(self, header: int, request: bytes, room: int) -> bytes:
-        state = self._domain(request)
-        state.notify_level = notify_enable(request)
+    def _notify_level_set(self, header: int, request: bytes, room: int) -> bytes:
+        domain_id, _, state = self._state(request)
+        self.subscribe(self._notify_level, domain_id, self.notify_enable(request),
+                       (state.level, self._on_level_changed(domain_id, state.level)))
         return status_only(header, Status.SUCCESS)
 
     def _describe_fastchannel(self, header: int, request: bytes, room: int) -> bytes:
-        self._domain(request)
+        self.domain(request)
         raise ScmiError(Status.NOT_SUPPORTED, "no fast channels over virtio")
 
     def _domain_name_get(self, header: int, request: bytes, room: int) -> bytes:
-        state = self._domain(request)
-        if not state.long_name:
-            raise ScmiError(Status.NOT_SUPPORTED, f"domain {state.id} has no extended name")
-        # u32 flags (reserved), 64-byte name.
-        return ok(header, U32.pack(0) + pack_name(state.domain.name, EXTENDED_NAME_SIZE))
+        _, domain = self.domain(request)
+        return ok(header, self.extended_name(domain))

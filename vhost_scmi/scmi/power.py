@@ -26,30 +26,22 @@ from enum import IntEnum
 
 from vhost_scmi.devices.power_domain import PowerDomain
 from vhost_scmi.platform.arbitration import Rule, SharedSetting
-from vhost_scmi.platform.host import HostCall
-from vhost_scmi.scmi.codec import pack_header
+from vhost_scmi.scmi.domain import DomainProtocol, has_long_name
 from vhost_scmi.scmi.protocol import (
     U32,
     U32X3,
     Message,
     Platform,
-    Protocol,
-    host_error,
-    notify_enable,
     ok,
     pack_name,
     status_only,
-    warn_limited,
 )
-from vhost_scmi.scmi.status import MessageType, ProtocolId, ScmiError, Status
+from vhost_scmi.scmi.status import ProtocolId, ScmiError, Status
 
 log = logging.getLogger(__name__)
 
 #: Power domain management 3.0, as Linux 6.12 implements it.
 VERSION = 0x30000
-MAX_PENDING_EVENTS = 64
-EXTENDED_NAME_SIZE = 64
-SHORT_NAME_LENGTH = 15
 #: Power states: bit 30 set = context lost ("off"), bits 27:0 the state id.
 STATE_ON = 0
 STATE_OFF = 1 << 30
@@ -86,39 +78,27 @@ class DomainFlags(IntEnum):
 class _Domain:
     """One power domain as one agent sees it."""
 
-    def __init__(self, domain_id: int, domain: PowerDomain, platform: Platform) -> None:
-        self.id = domain_id
-        self.domain = domain
+    def __init__(self, domain: PowerDomain, platform: Platform) -> None:
         self.can_set = domain.controllable and platform.may_control(domain)
-        self.long_name = len(domain.name.encode()) > SHORT_NAME_LENGTH
         flags = (1 << DomainFlags.STATE_NOTIFY | self.can_set << DomainFlags.SYNC_SET
-                 | self.long_name << DomainFlags.EXTENDED_NAME)
+                 | has_long_name(domain.name) << DomainFlags.EXTENDED_NAME)
         # u32 flags, 16-byte name.
         self.attributes = U32.pack(flags) + pack_name(domain.name)
         self.state = platform.arbiter.setting(domain, "power", lambda: SharedSetting(
             domain, "power", Rule.ANY, None, domain.set_on))
-        self.notify = False
 
 
-class PowerProtocol(Protocol):
+class PowerProtocol(DomainProtocol[PowerDomain]):
     """Power domain management over the agent's power domains."""
 
     protocol_id = ProtocolId.POWER_DOMAIN
     version = VERSION
+    resource_type = PowerDomain
 
     def __init__(self, platform: Platform) -> None:
         super().__init__(platform)
-        self._domains = [_Domain(i, d, platform)
-                         for i, d in enumerate(platform.visible(PowerDomain))]
-        if len(self._domains) > 0xFFFF:
-            raise ValueError("more than 65535 power domains")
-        self._count = len(self._domains)
-        self._events: list[bytes] = []
-        self._changed_header = pack_header(PowerNotification.POWER_STATE_CHANGED,
-                                           MessageType.NOTIFICATION, self.protocol_id, 0)
-        agent = platform.agent_id
-        for state in self._domains:
-            state.state.watch(agent, lambda on, s=state: self._state_changed(s, on))
+        self._states = [_Domain(domain, platform) for domain in self.domains]
+        self._notify: set[int] = set()
         self.add_messages(
             Message(PowerMessage.DOMAIN_ATTRIBUTES, self._domain_attributes, 4),
             Message(PowerMessage.STATE_SET, self._state_set, 12),
@@ -129,84 +109,54 @@ class PowerProtocol(Protocol):
 
     # Protocol hooks
 
-    def visible(self) -> bool:
-        """Whether the agent sees any power domain."""
-        return bool(self._domains)
-
     def attributes(self) -> bytes:
         # u16 domains, u16 reserved, u32 statistics address low/high and length (none).
-        return self._count.to_bytes(2, "little") + bytes(2) + bytes(12)
+        return len(self.domains).to_bytes(2, "little") + bytes(2) + bytes(12)
 
     def reset(self) -> None:
-        agent = self.platform.agent_id
-        for state in self._domains:
-            state.notify = False
-            if agent in state.state.requests:
-                self.platform.spawn(state.state.release(agent))
-        self._events.clear()
+        super().reset()
+        self._notify.clear()
 
-    def next_deadline(self) -> float | None:
-        return 0.0 if self._events else None
-
-    def take_events(self, now: float) -> list[bytes]:
-        events, self._events = self._events, []
-        return events
-
-    def _state_changed(self, state: _Domain, on: bool) -> None:
-        if not state.notify:
-            return
-        if len(self._events) >= MAX_PENDING_EVENTS:
-            warn_limited(log, "events", "dropping a power notification: queue full")
-            return
-        agent = state.state.changed_by or 0
-        self._events.append(U32.pack(self._changed_header)
-                            + U32X3.pack(agent, state.id, STATE_ON if on else STATE_OFF))
-        self.platform.deadline_changed()
+    def _on_state_changed(self, domain_id: int, setting: SharedSetting[bool]):
+        def changed(on: bool) -> None:
+            if domain_id in self._notify:
+                self.notify(PowerNotification.POWER_STATE_CHANGED, U32X3.pack(
+                    setting.changed_by or 0, domain_id, STATE_ON if on else STATE_OFF))
+        return changed
 
     # Message handlers
 
-    def _domain(self, request: bytes, offset: int = 4) -> _Domain:
-        (domain_id,) = U32.unpack_from(request, offset)
-        if domain_id >= self._count:
-            raise ScmiError(Status.NOT_FOUND, f"no power domain {domain_id}")
-        return self._domains[domain_id]
-
     def _domain_attributes(self, header: int, request: bytes, room: int) -> bytes:
-        return ok(header, self._domain(request).attributes)
+        domain_id, _ = self.domain(request)
+        return ok(header, self._states[domain_id].attributes)
 
     async def _state_set(self, header: int, request: bytes, room: int) -> bytes:
         flags, _, power_state = U32X3.unpack_from(request, 4)
-        state = self._domain(request, 8)
+        domain_id, domain = self.domain(request, 8)
         if flags & ~ASYNC_FLAG:
             raise ScmiError(Status.INVALID_PARAMETERS, "reserved flag bits set")
         if flags & ASYNC_FLAG:
             raise ScmiError(Status.INVALID_PARAMETERS, "asynchronous changes not supported")
         if power_state not in (STATE_ON, STATE_OFF):
             raise ScmiError(Status.INVALID_PARAMETERS, f"no power state {power_state:#x}")
-        domain = state.domain
+        state = self._states[domain_id]
         if not state.can_set:
             raise ScmiError(Status.DENIED, f"power of {domain.name} is not settable")
-        try:
-            await state.state.request(self.platform.agent_id, power_state == STATE_ON)
-        except Exception as err:
-            raise host_error(log, f"switching {domain.name}", err) from err
+        await self.request(state.state, power_state == STATE_ON)
         return status_only(header, Status.SUCCESS)
 
     async def _state_get(self, header: int, request: bytes, room: int) -> bytes:
-        domain = self._domain(request).domain
-        try:
-            on = await HostCall(domain, domain.is_on)
-        except Exception as err:
-            raise host_error(log, f"reading the power state of {domain.name}", err) from err
+        _, domain = self.domain(request)
+        on = await self.host(domain, domain.is_on)
         return ok(header, U32.pack(STATE_ON if on else STATE_OFF))
 
     def _state_notify(self, header: int, request: bytes, room: int) -> bytes:
-        state = self._domain(request)
-        state.notify = notify_enable(request)
+        domain_id, _ = self.domain(request)
+        setting = self._states[domain_id].state
+        self.subscribe(self._notify, domain_id, self.notify_enable(request),
+                       (setting, self._on_state_changed(domain_id, setting)))
         return status_only(header, Status.SUCCESS)
 
     def _domain_name_get(self, header: int, request: bytes, room: int) -> bytes:
-        state = self._domain(request)
-        if not state.long_name:
-            raise ScmiError(Status.NOT_SUPPORTED, f"domain {state.id} has no extended name")
-        return ok(header, U32.pack(0) + pack_name(state.domain.name, EXTENDED_NAME_SIZE))
+        _, domain = self.domain(request)
+        return ok(header, self.extended_name(domain))
