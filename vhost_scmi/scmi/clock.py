@@ -32,11 +32,11 @@ from enum import IntEnum
 
 from vhost_scmi.devices.clock import MAX_RATE, MAX_RATES, ClockDomain
 from vhost_scmi.platform.arbitration import Rule, SharedSetting
-from vhost_scmi.scmi.codec import pack_header
 from vhost_scmi.scmi.domain import DomainProtocol, has_long_name
 from vhost_scmi.scmi.protocol import (
     MAX_PAYLOAD,
     U32,
+    U32X2,
     U32X3,
     Message,
     Platform,
@@ -44,7 +44,7 @@ from vhost_scmi.scmi.protocol import (
     pack_name,
     status_only,
 )
-from vhost_scmi.scmi.status import MessageType, ProtocolId, ScmiError, Status
+from vhost_scmi.scmi.status import ProtocolId, ScmiError, Status
 
 log = logging.getLogger(__name__)
 
@@ -195,25 +195,19 @@ class ClockProtocol(DomainProtocol[ClockDomain]):
         return await self.setting(clock, "rate", Rule.EXCLUSIVE, clock.get_rate,
                                   clock.set_rate, shared=clock.shared_rate)
 
-    def _notification(self, message: ClockNotification, agent: int, clock_id: int,
-                      rate: int) -> bytes:
-        header = pack_header(message, MessageType.NOTIFICATION, ProtocolId.CLOCK, 0)
-        return U32X3.pack(header, agent, clock_id) + U64.pack(rate)
-
     def _on_rate_changed(self, clock_id: int, setting: SharedSetting[int]):
         def changed(rate: int) -> None:
             if clock_id in self._rate_notify:
-                agent = setting.changed_by or 0
-                self.queue_event(self._notification(ClockNotification.RATE_CHANGED, agent,
-                                                    clock_id, rate))
+                self.notify(ClockNotification.RATE_CHANGED,
+                            U32X2.pack(setting.changed_by or 0, clock_id) + U64.pack(rate))
         return changed
 
     def _on_rate_requested(self, clock_id: int):
         def requested(value: tuple[int, int, object]) -> None:
             agent, _, rate = value
             if clock_id in self._request_notify and isinstance(rate, int):
-                self.queue_event(self._notification(
-                    ClockNotification.RATE_CHANGE_REQUESTED, agent, clock_id, rate))
+                self.notify(ClockNotification.RATE_CHANGE_REQUESTED,
+                            U32X2.pack(agent, clock_id) + U64.pack(rate))
         return requested
 
     # Message handlers
@@ -305,24 +299,15 @@ class ClockProtocol(DomainProtocol[ClockDomain]):
         clock_id, clock = self.domain(request)
         enable = self.notify_enable(request)
         setting = await self._rate_setting(clock)
-        if enable:
-            self._rate_notify.add(clock_id)
-            self.watch(setting, self._on_rate_changed(clock_id, setting))
-        else:
-            self._rate_notify.discard(clock_id)
-            self.watch(setting, None)
+        self.subscribe(self._rate_notify, clock_id, enable,
+                       (setting, self._on_rate_changed(clock_id, setting)))
         return status_only(header, Status.SUCCESS)
 
     def _request_notify_set(self, header: int, request: bytes, room: int) -> bytes:
         clock_id, clock = self.domain(request)
-        enable = self.notify_enable(request)
-        channel = self.announcements(clock, "rate-requested")
-        if enable:
-            self._request_notify.add(clock_id)
-            self.watch(channel, self._on_rate_requested(clock_id))
-        else:
-            self._request_notify.discard(clock_id)
-            self.watch(channel, None)
+        self.subscribe(self._request_notify, clock_id, self.notify_enable(request),
+                       (self.announcements(clock, "rate-requested"),
+                        self._on_rate_requested(clock_id)))
         return status_only(header, Status.SUCCESS)
 
     def _no_parents(self, header: int, request: bytes, room: int) -> bytes:

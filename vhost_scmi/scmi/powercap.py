@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Callable
 from enum import IntEnum
 
 from vhost_scmi.devices.powercap import MAX_U32, Limits, PowercapDomain
 from vhost_scmi.platform.arbitration import Rule, SharedSetting
-from vhost_scmi.scmi.codec import pack_header
 from vhost_scmi.scmi.domain import DomainProtocol, has_long_name
 from vhost_scmi.scmi.protocol import (
     U32,
@@ -42,7 +42,7 @@ from vhost_scmi.scmi.protocol import (
     pack_name,
     status_only,
 )
-from vhost_scmi.scmi.status import MessageType, ProtocolId, ScmiError, Status
+from vhost_scmi.scmi.status import ProtocolId, ScmiError, Status
 
 VERSION = 0x20000
 #: Seconds between measurements while an agent wants POWERCAP_MEASUREMENTS_CHANGED.
@@ -182,9 +182,8 @@ class PowercapProtocol(DomainProtocol[PowercapDomain]):
             return  # unsubscribed meanwhile
         inside = sub.low <= power <= sub.high
         if inside != sub.inside and (sub.inside is not None or not inside):
-            header = pack_header(PowercapNotification.MEASUREMENTS_CHANGED,
-                                 MessageType.NOTIFICATION, ProtocolId.POWERCAP, 0)
-            self.queue_event(U32.pack(header) + U32X3.pack(0, domain_id, power))
+            self.notify(PowercapNotification.MEASUREMENTS_CHANGED,
+                        U32X3.pack(0, domain_id, power))
         sub.inside = inside
 
     # Shared settings
@@ -203,23 +202,18 @@ class PowercapProtocol(DomainProtocol[PowercapDomain]):
 
     def _cap_changed(self, domain_id: int, agent: int, cap: int, pai: int) -> None:
         if domain_id in self._cap_notify:
-            header = pack_header(PowercapNotification.CAP_CHANGED, MessageType.NOTIFICATION,
-                                 ProtocolId.POWERCAP, 0)
-            self.queue_event(U32.pack(header) + struct.pack("<4I", agent, domain_id,
-                                                            0 if cap == NO_CAP else cap, pai))
+            self.notify(PowercapNotification.CAP_CHANGED, struct.pack(
+                "<4I", agent, domain_id, 0 if cap == NO_CAP else cap, pai))
 
-    def _watch_caps(self, domain_id: int, cap: SharedSetting[int],
-                    pai: SharedSetting[int]) -> None:
+    def _cap_watchers(self, domain_id: int, cap: SharedSetting[int], pai: SharedSetting[int]
+                      ) -> tuple[tuple[SharedSetting[int], Callable[[int], None]], ...]:
         def cap_changed(value: int) -> None:
-            agent = cap.changed_by or 0
-            self._cap_changed(domain_id, agent, value, pai.value)
+            self._cap_changed(domain_id, cap.changed_by or 0, value, pai.value)
 
         def pai_changed(value: int) -> None:
-            agent = pai.changed_by or 0
-            self._cap_changed(domain_id, agent, cap.value, value)
+            self._cap_changed(domain_id, pai.changed_by or 0, cap.value, value)
 
-        self.watch(cap, cap_changed)
-        self.watch(pai, pai_changed)
+        return (cap, cap_changed), (pai, pai_changed)
 
     # Message handlers
 
@@ -293,13 +287,8 @@ class PowercapProtocol(DomainProtocol[PowercapDomain]):
         enable = self.notify_enable(request)
         cap = await self._cap_setting(domain)
         pai = await self._pai_setting(domain)
-        if enable:
-            self._cap_notify.add(domain_id)
-            self._watch_caps(domain_id, cap, pai)
-        else:
-            self._cap_notify.discard(domain_id)
-            self.watch(cap, None)
-            self.watch(pai, None)
+        self.subscribe(self._cap_notify, domain_id, enable,
+                       *self._cap_watchers(domain_id, cap, pai))
         return status_only(header, Status.SUCCESS)
 
     def _measurements_notify(self, header: int, request: bytes, room: int) -> bytes:

@@ -23,7 +23,6 @@ from enum import IntEnum
 
 from vhost_scmi.devices.reset import ResetDomain
 from vhost_scmi.platform.arbitration import Rule
-from vhost_scmi.scmi.codec import pack_header
 from vhost_scmi.scmi.domain import DomainProtocol, has_long_name
 from vhost_scmi.scmi.protocol import (
     U32,
@@ -35,7 +34,7 @@ from vhost_scmi.scmi.protocol import (
     pack_name,
     status_only,
 )
-from vhost_scmi.scmi.status import MessageType, ProtocolId, ScmiError, Status
+from vhost_scmi.scmi.status import ProtocolId, ScmiError, Status
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +108,7 @@ class ResetProtocol(DomainProtocol[ResetDomain]):
         def issued(value: tuple[int, int, object]) -> None:
             agent, _, state = value
             if domain_id in self._notify and isinstance(state, int):
-                header = pack_header(ResetNotification.RESET_ISSUED, MessageType.NOTIFICATION,
-                                     ProtocolId.RESET_DOMAIN, 0)
-                self.queue_event(U32.pack(header) + U32X3.pack(agent, domain_id, state))
+                self.notify(ResetNotification.RESET_ISSUED, U32X3.pack(agent, domain_id, state))
         return issued
 
     def _domain_attributes(self, header: int, request: bytes, room: int) -> bytes:
@@ -153,14 +150,8 @@ class ResetProtocol(DomainProtocol[ResetDomain]):
 
     def _notify_set(self, header: int, request: bytes, room: int) -> bytes:
         domain_id, domain = self.domain(request)
-        enable = self.notify_enable(request)
-        channel = self.announcements(domain, "reset-issued")
-        if enable:
-            self._notify.add(domain_id)
-            self.watch(channel, self._on_issued(domain_id))
-        else:
-            self._notify.discard(domain_id)
-            self.watch(channel, None)
+        self.subscribe(self._notify, domain_id, self.notify_enable(request),
+                       (self.announcements(domain, "reset-issued"), self._on_issued(domain_id)))
         return status_only(header, Status.SUCCESS)
 
     def _name_get(self, header: int, request: bytes, room: int) -> bytes:
