@@ -157,15 +157,15 @@ class ClockProtocol(DomainProtocol[ClockDomain]):
                 raise ValueError(f"clock {clock.name!r}: needs a rate range, or 1 to "
                                  f"{MAX_RATES} distinct rates in ascending order")
         #: Clocks whose CLOCK_RATE_CHANGED / CLOCK_RATE_CHANGE_REQUESTED the agent wants.
-        self._rate_notify: set[int] = set()
-        self._request_notify: set[int] = set()
+        self._rate_notify = self.subscriptions()
+        self._request_notify = self.subscriptions()
         self.add_messages(
             Message(ClockMessage.ATTRIBUTES, self._clock_attributes, 4),
             Message(ClockMessage.DESCRIBE_RATES, self._describe_rates, 8),
             Message(ClockMessage.RATE_SET, self._rate_set, 16),
             Message(ClockMessage.RATE_GET, self._rate_get, 4),
             Message(ClockMessage.CONFIG_SET, self._config_set, 12),
-            Message(ClockMessage.NAME_GET, self._name_get, 4),
+            Message(ClockMessage.NAME_GET, self.name_get, 4),
             Message(ClockMessage.RATE_NOTIFY, self._rate_notify_set, 8),
             Message(ClockMessage.RATE_CHANGE_REQUESTED_NOTIFY, self._request_notify_set, 8),
             Message(ClockMessage.CONFIG_GET, self._config_get, 8),
@@ -178,11 +178,6 @@ class ClockProtocol(DomainProtocol[ClockDomain]):
     def attributes(self) -> bytes:
         # u16 clocks, u8 max pending asynchronous requests (none advertised), u8 reserved.
         return struct.pack("<HBB", len(self.domains), 0, 0)
-
-    def reset(self) -> None:
-        super().reset()
-        self._rate_notify.clear()
-        self._request_notify.clear()
 
     # Shared settings
 
@@ -290,10 +285,6 @@ class ClockProtocol(DomainProtocol[ClockDomain]):
         enabled = await self.host(clock, clock.is_enabled)
         # u32 attributes (reserved), u32 config (bit 0 enabled), u32 OEM value.
         return ok(header, U32X3.pack(0, bool(enabled), 0))
-
-    def _name_get(self, header: int, request: bytes, room: int) -> bytes:
-        _, clock = self.domain(request)
-        return ok(header, self.extended_name(clock))
 
     async def _rate_notify_set(self, header: int, request: bytes, room: int) -> bytes:
         clock_id, clock = self.domain(request)

@@ -1,12 +1,15 @@
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
-"""What the domain protocols (Clock, Reset domain, Voltage domain, Powercap) share.
+"""What the domain protocols (Performance, Power domain, Clock, Reset domain, Voltage
+domain, Powercap) share.
 
 Each of them serves the resources of one type the agent sees (domain ids are indexes
 into `platform.visible(Type)`), answers NOT_FOUND for an id past the end, DENIED for a
 set the agent may not make (`platform.may_control`), changes host settings through the
 platform's shared settings (`SharedSetting`, one per resource and setting, common to
-every agent), and delivers its notifications and delayed responses through
-`take_events`.
+every agent; an agent's requests are withdrawn when it is reset), keeps per
+notification the set of domains the agent subscribed to (`subscriptions`, `subscribe`:
+the agent watches a setting only while subscribed), answers *_NAME_GET (`name_get`),
+and delivers its notifications and delayed responses through `take_events`.
 
 Cross-agent events that are not a setting's value (a reset was issued, a rate change
 was requested) travel as "announcements": a shared setting with the LAST rule whose
@@ -33,6 +36,7 @@ from vhost_scmi.scmi.protocol import (
     Protocol,
     host_error,
     notify_enable,
+    ok,
     pack_name,
     warn_limited,
 )
@@ -78,10 +82,17 @@ class DomainProtocol(Protocol, Generic[R]):
         self._events: list[tuple[float, bytes]] = []
         #: Shared settings this agent has requested or watches (released at reset).
         self._settings: set[SharedSetting[Any]] = set()
+        #: The sets of subscribed domain ids (emptied at reset).
+        self._subscriptions: list[set[int]] = []
 
     def visible(self) -> bool:
         """Whether the agent sees any domain (else the protocol is not offered)."""
         return bool(self.domains)
+
+    def attributes(self) -> bytes:
+        # The PROTOCOL_ATTRIBUTES of Reset, Voltage and Powercap: bits 15:0 number of
+        # domains (the others override this).
+        return U32.pack(len(self.domains))
 
     # Events
 
@@ -117,6 +128,8 @@ class DomainProtocol(Protocol, Generic[R]):
 
     def reset(self) -> None:
         self._events.clear()
+        for subscribed in self._subscriptions:
+            subscribed.clear()
         agent = self.platform.agent_id
         for setting in self._settings:
             setting.unwatch(agent)
@@ -139,6 +152,13 @@ class DomainProtocol(Protocol, Generic[R]):
             raise ScmiError(Status.DENIED, f"{resource.name} is read-only for agent "
                             f"{self.platform.agent_id}")
 
+    def subscriptions(self) -> set[int]:
+        """A new set of the domain ids the agent subscribed to (for one notification),
+        emptied when the agent is reset; see `subscribe`."""
+        subscribed: set[int] = set()
+        self._subscriptions.append(subscribed)
+        return subscribed
+
     #: The notify_enable word of a *_NOTIFY request (offset 8 unless told).
     notify_enable = staticmethod(notify_enable)
 
@@ -159,6 +179,11 @@ class DomainProtocol(Protocol, Generic[R]):
         if not has_long_name(resource.name):
             raise ScmiError(Status.NOT_SUPPORTED, f"{resource.name} has no extended name")
         return U32.pack(0) + pack_name(resource.name, EXTENDED_NAME_SIZE)
+
+    def name_get(self, header: int, request: bytes, room: int) -> bytes:
+        """The *_NAME_GET handler (u32 domain id at offset 4)."""
+        _, resource = self.domain(request)
+        return ok(header, self.extended_name(resource))
 
     async def host(self, resource: Resource, function: Callable[..., T], *args: object) -> T:
         """Call the device; its failure becomes the status the agent gets (a device

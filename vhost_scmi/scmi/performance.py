@@ -150,8 +150,8 @@ class PerformanceProtocol(DomainProtocol[PerformanceDomain]):
     def __init__(self, platform: Platform) -> None:
         super().__init__(platform)
         self._states = [_Domain(domain, platform) for domain in self.domains]
-        self._notify_level: set[int] = set()
-        self._notify_limits: set[int] = set()
+        self._notify_level = self.subscriptions()
+        self._notify_limits = self.subscriptions()
         self.add_messages(
             Message(PerfMessage.DOMAIN_ATTRIBUTES, self._domain_attributes, 4),
             Message(PerfMessage.DESCRIBE_LEVELS, self._describe_levels, 8),
@@ -162,7 +162,7 @@ class PerformanceProtocol(DomainProtocol[PerformanceDomain]):
             Message(PerfMessage.NOTIFY_LIMITS, self._notify_limits_set, 8),
             Message(PerfMessage.NOTIFY_LEVEL, self._notify_level_set, 8),
             Message(PerfMessage.DESCRIBE_FASTCHANNEL, self._describe_fastchannel, 8),
-            Message(PerfMessage.DOMAIN_NAME_GET, self._domain_name_get, 4),
+            Message(PerfMessage.DOMAIN_NAME_GET, self.name_get, 4),
         )
 
     # Protocol hooks
@@ -171,11 +171,6 @@ class PerformanceProtocol(DomainProtocol[PerformanceDomain]):
         # u16 domains, u16 flags (power unit: none of mW/µW), u32 statistics address
         # low/high and length (none).
         return len(self.domains).to_bytes(2, "little") + bytes(2) + bytes(12)
-
-    def reset(self) -> None:
-        super().reset()
-        self._notify_level.clear()
-        self._notify_limits.clear()
 
     # Notifications (watchers of the shared settings)
 
@@ -269,7 +264,3 @@ class PerformanceProtocol(DomainProtocol[PerformanceDomain]):
     def _describe_fastchannel(self, header: int, request: bytes, room: int) -> bytes:
         self.domain(request)
         raise ScmiError(Status.NOT_SUPPORTED, "no fast channels over virtio")
-
-    def _domain_name_get(self, header: int, request: bytes, room: int) -> bytes:
-        _, domain = self.domain(request)
-        return ok(header, self.extended_name(domain))

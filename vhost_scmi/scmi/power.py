@@ -98,13 +98,13 @@ class PowerProtocol(DomainProtocol[PowerDomain]):
     def __init__(self, platform: Platform) -> None:
         super().__init__(platform)
         self._states = [_Domain(domain, platform) for domain in self.domains]
-        self._notify: set[int] = set()
+        self._notify = self.subscriptions()
         self.add_messages(
             Message(PowerMessage.DOMAIN_ATTRIBUTES, self._domain_attributes, 4),
             Message(PowerMessage.STATE_SET, self._state_set, 12),
             Message(PowerMessage.STATE_GET, self._state_get, 4),
             Message(PowerMessage.STATE_NOTIFY, self._state_notify, 8),
-            Message(PowerMessage.DOMAIN_NAME_GET, self._domain_name_get, 4),
+            Message(PowerMessage.DOMAIN_NAME_GET, self.name_get, 4),
         )
 
     # Protocol hooks
@@ -112,10 +112,6 @@ class PowerProtocol(DomainProtocol[PowerDomain]):
     def attributes(self) -> bytes:
         # u16 domains, u16 reserved, u32 statistics address low/high and length (none).
         return len(self.domains).to_bytes(2, "little") + bytes(2) + bytes(12)
-
-    def reset(self) -> None:
-        super().reset()
-        self._notify.clear()
 
     def _on_state_changed(self, domain_id: int, setting: SharedSetting[bool]):
         def changed(on: bool) -> None:
@@ -156,7 +152,3 @@ class PowerProtocol(DomainProtocol[PowerDomain]):
         self.subscribe(self._notify, domain_id, self.notify_enable(request),
                        (setting, self._on_state_changed(domain_id, setting)))
         return status_only(header, Status.SUCCESS)
-
-    def _domain_name_get(self, header: int, request: bytes, room: int) -> bytes:
-        _, domain = self.domain(request)
-        return ok(header, self.extended_name(domain))

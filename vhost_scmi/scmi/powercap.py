@@ -127,7 +127,7 @@ class PowercapProtocol(DomainProtocol[PowercapDomain]):
                 if not isinstance(getattr(domain, what, None), Limits):
                     raise ValueError(f"powercap domain {domain.name!r}: {what} is not a "
                                      f"Limits")
-        self._cap_notify: set[int] = set()
+        self._cap_notify = self.subscriptions()
         self._measurements: dict[int, _Measurements] = {}
         self.add_messages(
             Message(PowercapMessage.DOMAIN_ATTRIBUTES, self._domain_attributes, 4),
@@ -135,20 +135,15 @@ class PowercapProtocol(DomainProtocol[PowercapDomain]):
             Message(PowercapMessage.CAP_SET, self._cap_set, 12),
             Message(PowercapMessage.PAI_GET, self._pai_get, 4),
             Message(PowercapMessage.PAI_SET, self._pai_set, 12),
-            Message(PowercapMessage.DOMAIN_NAME_GET, self._name_get, 4),
+            Message(PowercapMessage.DOMAIN_NAME_GET, self.name_get, 4),
             Message(PowercapMessage.MEASUREMENTS_GET, self._measurements_get, 4),
             Message(PowercapMessage.CAP_NOTIFY, self._cap_notify_set, 8),
             Message(PowercapMessage.MEASUREMENTS_NOTIFY, self._measurements_notify, 16),
             Message(PowercapMessage.DESCRIBE_FASTCHANNEL, self._describe_fastchannel, 8),
         )
 
-    def attributes(self) -> bytes:
-        # bits 15:0 number of domains.
-        return U32.pack(len(self.domains))
-
     def reset(self) -> None:
         super().reset()
-        self._cap_notify.clear()
         self._measurements.clear()
 
     # Events: measurement sampling
@@ -269,10 +264,6 @@ class PowercapProtocol(DomainProtocol[PowercapDomain]):
         setting = await self._pai_setting(domain)
         await self.request(setting, pai)
         return status_only(header, Status.SUCCESS)
-
-    def _name_get(self, header: int, request: bytes, room: int) -> bytes:
-        _, domain = self.domain(request)
-        return ok(header, self.extended_name(domain))
 
     async def _measurements_get(self, header: int, request: bytes, room: int) -> bytes:
         _, domain = self.domain(request)

@@ -88,21 +88,13 @@ class ResetProtocol(DomainProtocol[ResetDomain]):
 
     def __init__(self, platform: Platform) -> None:
         super().__init__(platform)
-        self._notify: set[int] = set()
+        self._notify = self.subscriptions()
         self.add_messages(
             Message(ResetMessage.DOMAIN_ATTRIBUTES, self._domain_attributes, 4),
             Message(ResetMessage.RESET, self._reset, 12),
             Message(ResetMessage.NOTIFY, self._notify_set, 8),
-            Message(ResetMessage.DOMAIN_NAME_GET, self._name_get, 4),
+            Message(ResetMessage.DOMAIN_NAME_GET, self.name_get, 4),
         )
-
-    def attributes(self) -> bytes:
-        # bits 15:0 number of domains.
-        return U32.pack(len(self.domains))
-
-    def reset(self) -> None:
-        super().reset()
-        self._notify.clear()
 
     def _on_issued(self, domain_id: int):
         def issued(value: tuple[int, int, object]) -> None:
@@ -153,7 +145,3 @@ class ResetProtocol(DomainProtocol[ResetDomain]):
         self.subscribe(self._notify, domain_id, self.notify_enable(request),
                        (self.announcements(domain, "reset-issued"), self._on_issued(domain_id)))
         return status_only(header, Status.SUCCESS)
-
-    def _name_get(self, header: int, request: bytes, room: int) -> bytes:
-        _, domain = self.domain(request)
-        return ok(header, self.extended_name(domain))

@@ -97,12 +97,8 @@ class VoltageProtocol(DomainProtocol[VoltageDomain]):
             Message(VoltageMessage.CONFIG_GET, self._config_get, 4),
             Message(VoltageMessage.LEVEL_SET, self._level_set, 12),
             Message(VoltageMessage.LEVEL_GET, self._level_get, 4),
-            Message(VoltageMessage.DOMAIN_NAME_GET, self._name_get, 4),
+            Message(VoltageMessage.DOMAIN_NAME_GET, self.name_get, 4),
         )
-
-    def attributes(self) -> bytes:
-        # bits 15:0 number of domains.
-        return U32.pack(len(self.domains))
 
     def _domain_attributes(self, header: int, request: bytes, room: int) -> bytes:
         _, domain = self.domain(request)
@@ -174,7 +170,3 @@ class VoltageProtocol(DomainProtocol[VoltageDomain]):
         _, domain = self.domain(request)
         level = await self.host(domain, domain.get_level)
         return ok(header, S32.pack(level))
-
-    def _name_get(self, header: int, request: bytes, room: int) -> bytes:
-        _, domain = self.domain(request)
-        return ok(header, self.extended_name(domain))
