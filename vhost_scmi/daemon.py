@@ -96,6 +96,8 @@ class ScmiDevice:
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
+        # The loop asks after every wake-up: the dispatcher answers directly.
+        self.next_deadline = dispatcher.next_deadline  # type: ignore[method-assign]
         self._eventq: SplitQueue | None = None
         self._pending: collections.deque[bytes] = collections.deque()
         self._dropped = 0
@@ -127,10 +129,20 @@ class ScmiDevice:
         events = self._dispatcher.take_events(now)
         if not events:
             return
-        if self._eventq is None:
+        queue = self._eventq
+        if queue is None:
             log.debug("%d SCMI events with no VMM connected: dropped", len(events))
             return
-        self._pending.extend(events)
+        pending = self._pending
+        if not pending and len(events) <= MAX_PENDING_EVENTS:
+            # The usual case, inline: nothing held back, so the events go out in order
+            # until the guest's buffers run out; the rest wait (none is dropped).
+            for index, event in enumerate(events):
+                if not queue.push(event):
+                    pending.extend(events[index:])
+                    return
+            return
+        pending.extend(events)
         excess = len(self._pending) - MAX_PENDING_EVENTS
         if excess > 0:
             for _ in range(excess):
@@ -462,7 +474,8 @@ class EventLoop:
                 earliest = deadline
         if earliest is None:
             return None
-        return max(earliest - time.monotonic(), MIN_TIMER_SLEEP)
+        timeout = earliest - time.monotonic()
+        return timeout if timeout > MIN_TIMER_SLEEP else MIN_TIMER_SLEEP
 
 
 # --- signals and the daemon's life -------------------------------------------------------

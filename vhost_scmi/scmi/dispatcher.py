@@ -16,7 +16,7 @@ wait.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from vhost_scmi.devices.resource import DeviceError, Resource
@@ -77,6 +77,11 @@ class Dispatcher:
         # deadline forward must invalidate it.
         self._deadline: float | None = None
         self._deadline_known = False
+        #: Each protocol's own deadline, when `_deadline` is known: take_events asks only
+        #: the protocols due, and only those again for their next deadline.
+        self._scheduled: dict[Protocol, float] = {}
+        #: Counts `_deadline_changed` calls (one during take_events forces a full recount).
+        self._changes = 0
         self._platforms = {id(protocol.platform): protocol.platform for protocol in protocols}
         for protocol in protocols:
             protocol.platform.deadline_changed = self._deadline_changed
@@ -169,24 +174,27 @@ class Dispatcher:
 
         A time in the past means "now".
         """
-        if not self._deadline_known:
-            self._deadline = self._earliest_deadline()
-            self._deadline_known = True
+        if self._deadline_known:
+            return self._deadline
+        self._deadline = self._earliest_deadline()
+        self._deadline_known = True
         return self._deadline
 
     def _deadline_changed(self) -> None:
         self._deadline_known = False
+        self._changes += 1
 
     def _earliest_deadline(self) -> float | None:
-        deadline = None
+        scheduled = self._scheduled
+        scheduled.clear()
         try:
             for protocol in self.protocols.values():
                 due = protocol.next_deadline()
-                if due is not None and (deadline is None or due < deadline):
-                    deadline = due
+                if due is not None:
+                    scheduled[protocol] = due
         except Exception:
             log.exception("internal error computing the next event deadline")
-        return deadline
+        return min(scheduled.values(), default=None)
 
     def take_events(self, now: float) -> list[bytes]:
         """Return the notifications and delayed responses due by `now`.
@@ -194,14 +202,50 @@ class Dispatcher:
         Each is a complete event-queue message: a notification is header and payload,
         a delayed response header, status and payload.
         """
+        known = self._deadline_known
+        if not known:
+            # Nothing known about the protocols' deadlines: ask every one.
+            due_protocols: Iterable[Protocol] = self.protocols.values()
+        elif self._deadline is None or self._deadline > now:
+            return []
+        else:
+            # Only the protocols whose deadline has come have events (see next_deadline);
+            # only their deadlines move.
+            due_protocols = []
+            for protocol, due in self._scheduled.items():
+                if due <= now:
+                    due_protocols.append(protocol)
         self._deadline_known = False  # taking events moves deadlines on
+        changes = self._changes
         events: list[bytes] = []
-        for protocol in self.protocols.values():
+        for protocol in due_protocols:
             try:
-                events.extend(event for event in protocol.take_events(now) if event)
+                events.extend(filter(None, protocol.take_events(now)))  # not b""
             except Exception:
                 log.exception("internal error producing SCMI events")
+        if known and self._changes == changes:
+            self._reschedule(due_protocols)
         return events
+
+    def _reschedule(self, protocols: Iterable[Protocol]) -> None:
+        """Recount the deadline after `protocols` (only) took their events."""
+        scheduled = self._scheduled
+        try:
+            for protocol in protocols:
+                due = protocol.next_deadline()
+                if due is None:
+                    del scheduled[protocol]
+                else:
+                    scheduled[protocol] = due
+        except Exception:
+            log.exception("internal error computing the next event deadline")
+            return  # asked again in full by next_deadline
+        deadline = None
+        for due in scheduled.values():
+            if deadline is None or due < deadline:
+                deadline = due
+        self._deadline = deadline
+        self._deadline_known = True
 
     def reset(self) -> None:
         """Forget the agent: subscriptions, sensor configurations, pending events."""

@@ -467,30 +467,53 @@ class SensorProtocol(Protocol):
             events.extend(self._delayed)
             self._pending_reads -= len(self._delayed)
             self._delayed.clear()
-        for state in list(self._periodic.values()):
+        # The hot path of a notification stream (one wake-up per period): sampling and
+        # packing are inlined for sensors with nothing to watch (`plain`). Nothing here
+        # changes _periodic (only handlers and reset do).
+        for state in self._periodic.values():
             due = state.next_due
             if due is None or due > now:
                 continue
             # Count the periods due, from the schedule, not from now: no drift.
-            late = int((now - due) / state.period) + 1
-            if late > MAX_CATCH_UP:
-                state.next_due = now + state.period  # too far behind: start again
+            period = state.period
+            late = int((now - due) / period) + 1
+            if late == 1:
+                state.next_due = due + period
+            elif late > MAX_CATCH_UP:
+                state.next_due = now + period  # too far behind: start again
                 late = 1
             else:
                 late = min(late, MAX_BURST)  # the rest at the next wake-up
-                state.next_due = due + late * state.period
+                state.next_due = due + late * period
             if state.blocking:
                 if not state.sampling:
                     state.sampling = True
                     self.platform.spawn(self._sample_off_loop(state, self._generation))
                 continue
+            plain, notify = state.plain, state.update_notify
             for _ in range(late):
-                try:
-                    values = self._sample(state)
-                except ScmiError:
-                    break
-                if state.update_notify:
-                    events.append(self._pack_update(state, values))
+                if plain:
+                    try:
+                        values = state.read()
+                    except Exception as err:
+                        _read_error(state, err)
+                        break
+                    if len(values) != state.value_count:
+                        _value_error(state, values)
+                        break
+                else:
+                    try:
+                        values = self._sample(state)
+                    except ScmiError:
+                        break
+                if notify:
+                    try:
+                        event = pack_readings(self._update_header, 0, state.id, 3, values,
+                                              time.monotonic_ns() if state.timestamps else 0)
+                    except (OverflowError, TypeError, ValueError):
+                        _value_error(state, values)
+                        event = b""
+                    events.append(event)
         if self._events:
             events.extend(self._events)
             self._events.clear()
