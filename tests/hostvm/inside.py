@@ -5,7 +5,8 @@ Usage (inside the VM): python -P inside.py OUTDIR. Needs the environment the ker
 command line gives init: HOSTVM_I2C_STUB (the i2c-stub.ko matching the running kernel).
 
 Creates an IIO dummy device (configfs), an lm75 temperature sensor and an mma7660 3-axis
-accelerometer on i2c-stub, a gpio-sim chip; starts the installed daemon on them and
+accelerometer on i2c-stub, a gpio-sim chip; starts the installed daemon on them and on
+QEMU's PCI functions (runtime PM of a driverless one, the reset of the virtio one) and
 queries it through the project's vhost-user frontend, as a VMM would. When
 OUTDIR/plan.json names the arm64 test guest (tests/e2e), it then boots that guest, nested,
 against a second daemon serving the mma7660 and the lm75. Every fact the tests check (the
@@ -19,7 +20,9 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import json
+import mmap
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -29,6 +32,9 @@ from typing import Any
 
 from vhost_scmi.daemon import ScmiFeature, ScmiQueue
 from vhost_scmi.scmi.client import ScmiClient, ScmiStatusError
+from vhost_scmi.scmi.power import STATE_OFF, STATE_ON, PowerMessage
+from vhost_scmi.scmi.reset import COLD_RESET, ResetBits, ResetMessage
+from vhost_scmi.scmi.status import ProtocolId
 from vhost_scmi.vhost.frontend import GuestRam, VhostUserFrontend
 
 OUT = Path(sys.argv[1])
@@ -45,6 +51,9 @@ I2C_SMBUS = 0x0720
 I2C_SMBUS_WRITE = 0
 I2C_SMBUS_BYTE_DATA = 2
 I2C_SMBUS_WORD_DATA = 3
+# Virtio over PCI: the vendor capability locating the common configuration (cfg_type 1),
+# whose device_status byte (offset 20) a function reset returns to 0.
+PCI_CAP_VENDOR, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_DEVICE_STATUS = 0x09, 1, 20
 
 results: dict[str, Any] = {"errors": []}
 
@@ -228,14 +237,84 @@ def connect(timeout: float = 30.0) -> VhostUserFrontend:
             time.sleep(0.05)
 
 
+def pci_devices() -> tuple[Path, Path]:
+    """A PCI function without a driver (runtime PM) and one with a reset attribute."""
+    devices = sorted(Path("/sys/bus/pci/devices").iterdir())
+    driverless = next(d for d in devices if not (d / "driver").exists())
+    resettable = next(d for d in devices if (d / "reset").exists())
+    return driverless, resettable
+
+
+def virtio_device_status(device: Path) -> int:
+    """The device_status of a virtio PCI function, read through its BAR (as mapped)."""
+    config = (device / "config").read_bytes()
+    pointer = config[0x34]
+    while pointer:
+        if config[pointer] == PCI_CAP_VENDOR and config[pointer + 3] == VIRTIO_PCI_CAP_COMMON_CFG:
+            bar = config[pointer + 4]
+            offset = struct.unpack_from("<I", config, pointer + 8)[0]
+            fd = os.open(device / f"resource{bar}", os.O_RDONLY | os.O_SYNC)
+            try:
+                with mmap.mmap(fd, mmap.PAGESIZE + offset // mmap.PAGESIZE * mmap.PAGESIZE,
+                               mmap.MAP_SHARED, mmap.PROT_READ) as bar_map:
+                    return bar_map[offset + VIRTIO_DEVICE_STATUS]
+            finally:
+                os.close(fd)
+        pointer = config[pointer + 1]
+    raise LookupError(f"{device.name}: no virtio common configuration capability")
+
+
+def power_and_reset(client: ScmiClient, runtime_pm: Path, resettable: Path) -> None:
+    """runtime-pm and pci-reset domains against the real PCI functions."""
+    def status_of(call) -> dict[str, Any]:
+        try:
+            return {"status": 0, "payload": call().hex()}
+        except ScmiStatusError as error:
+            return {"status": error.status}
+
+    def power_get() -> int:
+        return struct.unpack("<I", client.request(ProtocolId.POWER_DOMAIN,
+                                                  PowerMessage.STATE_GET,
+                                                  struct.pack("<I", 0)))[0]
+
+    power = runtime_pm / "power"
+    steps = []
+    for state in (STATE_OFF, STATE_ON):
+        answer = status_of(lambda state=state: client.request(
+            ProtocolId.POWER_DOMAIN, PowerMessage.STATE_SET, struct.pack("<3I", 0, 0, state)))
+        control = (power / "control").read_text().strip()
+        try:
+            wait_for("runtime PM to settle", lambda state=state: (
+                (power / "runtime_status").read_text().strip()
+                == ("suspended" if state == STATE_OFF else "active")), timeout=5)
+        except TimeoutError:
+            pass
+        steps.append({"set": state, **answer, "control": control,
+                      "runtime_status": (power / "runtime_status").read_text().strip(),
+                      "get": power_get()})
+    results["runtime_pm_domain"] = {"device": runtime_pm.name, "steps": steps}
+    # Reset domain 0 may reset (control=on), domain 1 (the same function) may not.
+    reset = {"device": resettable.name, "before": virtio_device_status(resettable)}
+    for label, domain in (("denied", 1), ("reset", 0)):
+        reset[label] = status_of(lambda domain=domain: client.request(
+            ProtocolId.RESET_DOMAIN, ResetMessage.RESET,
+            struct.pack("<3I", domain, 1 << ResetBits.AUTONOMOUS, COLD_RESET)))
+        reset[f"after_{label}"] = virtio_device_status(resettable)
+    results["pci_reset"] = reset
+
+
 def serve_and_probe(where: dict[str, Any]) -> None:
     cases = iio_cases(where)
     lm75_dir = Path(where["lm75"])
     specs = [spec for spec, _, _ in cases.values()]
     specs.append(f"hwmon,path={lm75_dir},channel=temp1,name=lm75")
     labels = [*cases, "lm75"]
+    runtime_pm, resettable = pci_devices()
+    specs += [f"runtime-pm,device={runtime_pm},control=state",
+              f"pci-reset,device={resettable},control=on,name=reset",
+              f"pci-reset,device={resettable},name=readonly"]
     daemon_path = Path(sys.executable).parent / "vhost-device-scmi"
-    argv = [str(daemon_path), "--socket-path", SOCKET]
+    argv = [str(daemon_path), "--socket-path", SOCKET, "--log-level", "info"]
     for spec in specs:
         argv += ["--device", spec]
     results["daemon_argv"] = argv
@@ -279,6 +358,8 @@ def serve_and_probe(where: dict[str, Any]) -> None:
                 "kernel": (Path(where["mma7660"]) / "in_accel_x_raw").read_text().strip(),
                 **read_status(client, mma_id)}
             mark("lm75 read")
+            power_and_reset(client, runtime_pm, resettable)
+            mark("power and reset")
             # The lm75 leaves while served: unbind its driver.
             write("/sys/bus/i2c/drivers/lm75/unbind", where["lm75_client"])
             gone = {"hwmon_exists": lm75_dir.exists(), **read_status(client, lm75_id)}
@@ -383,7 +464,7 @@ def nested_guest(where: dict[str, Any]) -> None:
 
 
 def platform_facts(where: dict[str, Any]) -> None:
-    """What the rig offers for device kinds still to come (runtime PM, PCI reset, GPIO)."""
+    """What the rig offers: its PCI functions (runtime PM, resets), the gpio-sim chip."""
     pci = {}
     for device in sorted(Path("/sys/bus/pci/devices").iterdir()):
         pci[device.name] = {

@@ -125,7 +125,8 @@ def test_unbound_device_gives_hardware_error_and_the_daemon_lives(run: HostVmRun
 
 
 def test_the_rig_offers_pci_runtime_pm_pci_reset_and_gpio_sim(run: HostVmRun) -> None:
-    # For the runtime-pm, pci-reset and GPIO device kinds to come.
+    # What the runtime-pm, pci-reset and GPIO device kinds need (the first two are
+    # driven in test_pci_power_and_reset.py).
     pci = run.results["pci"]
     assert all(device["power_control"] in ("on", "auto") for device in pci.values())
     resettable = [name for name, device in pci.items() if device["reset"]]
