@@ -5,9 +5,10 @@ Usage (inside the VM): python -P inside.py OUTDIR. Needs the environment the ker
 command line gives init: HOSTVM_I2C_STUB (the i2c-stub.ko matching the running kernel).
 
 Creates an IIO dummy device (configfs), an lm75 temperature sensor and an mma7660 3-axis
-accelerometer on i2c-stub, a gpio-sim chip; starts the installed daemon on them and on
-QEMU's PCI functions (runtime PM of a driverless one, the reset of the virtio one) and
-queries it through the project's vhost-user frontend, as a VMM would. When
+accelerometer on i2c-stub, a gpio-sim chip; starts the installed daemon on them, on
+QEMU's PCI functions (runtime PM of a driverless one, the reset of the virtio one) and on
+gpio-sim lines through the example plugin's GPIO kinds, and queries it through the
+project's vhost-user frontend, as a VMM would. When
 OUTDIR/plan.json names the arm64 test guest (tests/e2e), it then boots that guest, nested,
 against a second daemon serving the mma7660 and the lm75. Every fact the tests check (the
 kernel's own attribute texts, the SCMI descriptions and readings, statuses, the guest's
@@ -25,6 +26,7 @@ import os
 import struct
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -42,6 +44,17 @@ SOCKET = "/run/scmi.sock"
 I2C_STUB_ADDRESSES = (0x48, 0x4C)
 LM75, MMA7660 = I2C_STUB_ADDRESSES
 DUMMY_NAME = "scmidummy"
+#: The gpio-sim lines the example plugin's GPIO kinds serve: (label, offset, device spec
+#: without its chip). The reset line is active-low, as RESET_N lines are; its pulse is
+#: long enough to be seen in sim_gpioN/value while it lasts.
+GPIO_PULSE_US = 200_000
+GPIO_LINES = (
+    ("reset", 0, f"example-gpio-reset,line=0,active-low=on,control=on,"
+                 f"pulse-us={GPIO_PULSE_US},name=gpio-rst"),
+    ("reset_ro", 1, "example-gpio-reset,line=1,name=gpio-rst-ro"),
+    ("power", 2, "example-gpio-power,line=2,control=state,name=gpio-pwr"),
+    ("power_ro", 3, "example-gpio-power,line=3,name=gpio-pwr-ro"),
+)
 
 #: x86_64 system call number of finit_module(2): this machine has no kmod.
 SYS_FINIT_MODULE = 313
@@ -171,7 +184,21 @@ def make_devices() -> dict[str, Any]:
     write(chip / "bank0" / "num_lines", "8")
     write(chip / "live", "1")
     where["gpiochip"] = (chip / "bank0" / "chip_name").read_text().strip()
+    # Its lines' simulated outside world: the read-only reset line pulled up (a device
+    # running), the others left pulled down.
+    write(sim_line(where["gpiochip"], 1) / "pull", "pull-up")
+    where["gpio_before_daemon"] = {label: sim_value(where["gpiochip"], offset)
+                                   for label, offset, _ in GPIO_LINES}
     return where
+
+
+def sim_line(chip: str, offset: int) -> Path:
+    """gpio-sim's sysfs directory of one line: `value` (what the line is), `pull`."""
+    return Path("/sys/bus/gpio/devices") / chip / f"sim_gpio{offset}"
+
+
+def sim_value(chip: str, offset: int) -> str:
+    return (sim_line(chip, offset) / "value").read_text().strip()
 
 
 # Each case: label -> (device spec, IIO device key, kernel attributes to record).
@@ -303,6 +330,122 @@ def power_and_reset(client: ScmiClient, runtime_pm: Path, resettable: Path) -> N
     results["pci_reset"] = reset
 
 
+def domain_ids(specs: list[str]) -> dict[str, int]:
+    """Each GPIO line's label -> its domain id: its index among the specs of its protocol."""
+    ids = {}
+    for label, _, spec in GPIO_LINES:
+        kinds = (("runtime-pm", "example-gpio-power") if label.startswith("power")
+                 else ("pci-reset", "example-gpio-reset"))
+        same = [s for s in specs if s.split(",")[0] in kinds]
+        ids[label] = next(i for i, s in enumerate(same) if s.startswith(spec))
+    return ids
+
+
+def domain_name(client: ScmiClient, reset: bool, domain: int) -> str:
+    """The short name of a reset or power domain (from its DOMAIN_ATTRIBUTES)."""
+    if reset:
+        answer = client.request(ProtocolId.RESET_DOMAIN, ResetMessage.DOMAIN_ATTRIBUTES,
+                                struct.pack("<I", domain))[8:24]  # after attributes, latency
+    else:
+        answer = client.request(ProtocolId.POWER_DOMAIN, PowerMessage.DOMAIN_ATTRIBUTES,
+                                struct.pack("<I", domain))[4:20]  # after attributes
+    return answer.split(b"\0")[0].decode()
+
+
+def gpio_plugin(client: ScmiClient, chip: str, ids: dict[str, int]) -> None:
+    """The example plugin's GPIO reset and power domains on gpio-sim lines: what the
+    kernel shows of each line around each SCMI request."""
+    offsets = {label: offset for label, offset, _ in GPIO_LINES}
+
+    def ask(protocol: int, message: int, *words: int) -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            payload = client.request(protocol, message, struct.pack(f"<{len(words)}I", *words))
+            answer: dict[str, Any] = {"status": 0, "payload": payload.hex()}
+        except ScmiStatusError as error:
+            answer = {"status": error.status}
+        answer["ms"] = round((time.monotonic() - started) * 1000, 1)
+        return answer
+
+    def reset(label: str, flags: int) -> dict[str, Any]:
+        answer = ask(ProtocolId.RESET_DOMAIN, ResetMessage.RESET, ids[label], flags,
+                     COLD_RESET)
+        return {**answer, "value": sim_value(chip, offsets[label])}
+
+    def power_get(label: str) -> int:
+        return struct.unpack("<I", client.request(ProtocolId.POWER_DOMAIN,
+                                                  PowerMessage.STATE_GET,
+                                                  struct.pack("<I", ids[label])))[0]
+
+    def power_set(label: str, state: int) -> dict[str, Any]:
+        answer = ask(ProtocolId.POWER_DOMAIN, PowerMessage.STATE_SET, 0, ids[label], state)
+        return {**answer, "value": sim_value(chip, offsets[label]), "get": power_get(label)}
+
+    gpio: dict[str, Any] = {"ids": ids, "offsets": offsets, "pulse_us": GPIO_PULSE_US,
+                            "served": {label: sim_value(chip, offset)
+                                       for label, offset in offsets.items()}}
+    gpio["names"] = {label: domain_name(client, label.startswith("reset"), ids[label])
+                     for label in offsets}
+    # The reset line: held, released, then one autonomous reset (a pulse), watched.
+    explicit, autonomous = 1 << ResetBits.EXPLICIT_ASSERT, 1 << ResetBits.AUTONOMOUS
+    gpio["assert"] = reset("reset", explicit)
+    gpio["deassert"] = reset("reset", 0)
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            value = sim_value(chip, offsets["reset"])
+            if not seen or seen[-1] != value:
+                seen.append(value)
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    time.sleep(0.05)
+    try:
+        gpio["pulse"] = reset("reset", autonomous)
+        time.sleep(0.05)
+    finally:
+        stop.set()
+        watcher.join()
+    gpio["pulse"]["seen"] = seen
+    # The read-only reset line: both kinds of reset refused, the line as it was.
+    gpio["ro_assert"] = reset("reset_ro", explicit)
+    gpio["ro_pulse"] = reset("reset_ro", autonomous)
+    # The enable line: switched on and off.
+    gpio["power_initial"] = power_get("power")
+    gpio["power_on"] = power_set("power", STATE_ON)
+    gpio["power_off"] = power_set("power", STATE_OFF)
+    # The read-only input: the outside world (gpio-sim's pull) changes it under the
+    # daemon; setting it is refused.
+    inputs = []
+    for pull in ("pull-down", "pull-up", "pull-down"):
+        write(sim_line(chip, offsets["power_ro"]) / "pull", pull)
+        inputs.append({"pull": pull, "value": sim_value(chip, offsets["power_ro"]),
+                       "get": power_get("power_ro")})
+    gpio["input"] = inputs
+    gpio["ro_set"] = power_set("power_ro", STATE_ON)
+    # Specs the plugin cannot serve, while the daemon holds the lines: a line in use,
+    # and one the chip does not have. Both daemons start at once (two CPUs).
+    daemon_path = Path(sys.executable).parent / "vhost-device-scmi"
+    bad_specs = {"busy": f"example-gpio-reset,chip={chip},line=0",
+                 "no_line": f"example-gpio-power,chip={chip},line=8"}
+    starts = {label: subprocess.Popen(
+        [str(daemon_path), "--socket-path", f"/run/bad-{label}.sock", "--device", spec],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for label, spec in bad_specs.items()}
+    gpio["bad_specs"] = {}
+    for label, process in starts.items():
+        out, err = process.communicate(timeout=60)
+        gpio["bad_specs"][label] = {"exit": process.returncode, "stdout": out, "stderr": err}
+    # Who holds the lines, as the kernel tells it.
+    debugfs = Path("/sys/kernel/debug/gpio").read_text()
+    gpio["debugfs"] = next((block for block in debugfs.split("\n\n")
+                            if block.startswith(f"{chip}:")), debugfs)
+    results["gpio_plugin"] = gpio
+
+
 def serve_and_probe(where: dict[str, Any]) -> None:
     cases = iio_cases(where)
     lm75_dir = Path(where["lm75"])
@@ -313,6 +456,7 @@ def serve_and_probe(where: dict[str, Any]) -> None:
     specs += [f"runtime-pm,device={runtime_pm},control=state",
               f"pci-reset,device={resettable},control=on,name=reset",
               f"pci-reset,device={resettable},name=readonly"]
+    specs += [f"{spec},chip={where['gpiochip']}" for _, _, spec in GPIO_LINES]
     daemon_path = Path(sys.executable).parent / "vhost-device-scmi"
     argv = [str(daemon_path), "--socket-path", SOCKET, "--log-level", "info"]
     for spec in specs:
@@ -360,6 +504,8 @@ def serve_and_probe(where: dict[str, Any]) -> None:
             mark("lm75 read")
             power_and_reset(client, runtime_pm, resettable)
             mark("power and reset")
+            gpio_plugin(client, where["gpiochip"], domain_ids(specs))
+            mark("gpio plugin")
             # The lm75 leaves while served: unbind its driver.
             write("/sys/bus/i2c/drivers/lm75/unbind", where["lm75_client"])
             gone = {"hwmon_exists": lm75_dir.exists(), **read_status(client, lm75_id)}
