@@ -223,6 +223,13 @@ class GpioLine:
 # --- the resources ---------------------------------------------------------------------
 
 
+#: Longest reset pulse: one second.
+MAX_PULSE_US = 1_000_000
+DEFAULT_PULSE_US = 1000
+#: Pulses longer than this are given their own call deadline (see GpioReset).
+LONG_PULSE_US = 100_000
+
+
 class GpioReset(ResetDomain):
     """A reset line: asserted = active."""
 
@@ -232,8 +239,10 @@ class GpioReset(ResetDomain):
         self.read_only = not control
         self.pulse_us = pulse_us
         self.latency_us = pulse_us
-        # A pulse longer than the daemon's --host-timeout is not a stuck device.
-        self.call_timeout = pulse_us / 1e6 + 1.0
+        # A long pulse gets a deadline of its own: it is no stuck device, even past the
+        # daemon's --host-timeout.
+        if pulse_us > LONG_PULSE_US:
+            self.call_timeout = pulse_us / 1e6 + 1.0
 
     def _drive(self, asserted: bool, why: str) -> None:
         log.info("host: %s (%s): %s, line %s", self.line, self.name, why,
@@ -281,9 +290,6 @@ class GpioPower(PowerDomain):
 
 # --- the device kinds ------------------------------------------------------------------
 
-#: Longest reset pulse: one second.
-MAX_PULSE_US = 1_000_000
-DEFAULT_PULSE_US = 1000
 
 
 def _open_line(props: Mapping[str, str], name: str) -> GpioLine:
