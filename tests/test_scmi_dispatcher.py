@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 from enum import IntEnum
 
 import pytest
@@ -15,7 +17,9 @@ from vhost_scmi.devices.fake import FakeAccelerometer
 from vhost_scmi.devices.fake_perf import FakePerformanceDomain
 from vhost_scmi.devices.fake_power import FakePowerDomain
 from vhost_scmi.devices.sensor import Axis, DeviceError, ExtendedAttributes, Unit
-from vhost_scmi.scmi import codec
+from vhost_scmi.devices.spec import create_resources
+from vhost_scmi.platform.view import AgentView
+from vhost_scmi.scmi import codec, registry
 from vhost_scmi.scmi.base import BaseProtocol
 from vhost_scmi.scmi.clock import ClockProtocol
 from vhost_scmi.scmi.dispatcher import Dispatcher, build_dispatcher
@@ -23,7 +27,7 @@ from vhost_scmi.scmi.performance import PerformanceProtocol
 from vhost_scmi.scmi.power import PowerProtocol
 from vhost_scmi.scmi.powercap import PowercapProtocol
 from vhost_scmi.scmi.protocol import Message, Platform, Protocol
-from vhost_scmi.scmi.registry import PROTOCOLS
+from vhost_scmi.scmi.registry import PROTOCOLS, all_protocols
 from vhost_scmi.scmi.reset import ResetProtocol
 from vhost_scmi.scmi.sensor import SensorProtocol
 from vhost_scmi.scmi.status import ProtocolId, Status
@@ -57,7 +61,7 @@ def routes(dispatcher: Dispatcher) -> list[tuple[int, int, int]]:
 
 
 def test_registry_and_build() -> None:
-    assert PROTOCOLS == (BaseProtocol, SystemPowerProtocol, SensorProtocol,
+    assert tuple(all_protocols()) == (BaseProtocol, SystemPowerProtocol, SensorProtocol,
                          PerformanceProtocol, PowerProtocol, ClockProtocol, ResetProtocol,
                          VoltageProtocol, PowercapProtocol)
     # Protocols over resources exist for an agent only when it sees some; System Power
@@ -70,6 +74,49 @@ def test_registry_and_build() -> None:
     dispatcher = build_dispatcher([FakePowerDomain("pd"), FakePerformanceDomain("cpu", (1,))])
     assert sorted(dispatcher.protocols) == [ProtocolId.BASE, ProtocolId.POWER_DOMAIN,
                                             ProtocolId.SYSTEM_POWER, ProtocolId.PERFORMANCE]
+
+
+def test_registry_entries_name_the_model_each_protocol_serves() -> None:
+    # A protocol over resources is visible exactly for resources whose type comes from
+    # the model module its entry names (what lets the registry skip the others).
+    resources = create_resources(["fake", "fake-perf,levels=1:2", "fake-power",
+                                  "fake-clock,rates=1:2", "fake-reset", "fake-voltage,levels=1:2",
+                                  "fake-powercap"])
+
+    def from_model(resource: object, model: str) -> bool:
+        return any(cls.__module__ == model for cls in type(resource).__mro__)
+
+    served = [entry for entry in PROTOCOLS if entry[2] is not None]
+    assert len(served) == len(resources)
+    for module, name, model in served:
+        protocol_class = registry.protocol_class(module, name)
+        assert model is not None
+        own = [r for r in resources if from_model(r, model)]
+        others = [r for r in resources if not from_model(r, model)]
+        assert len(own) == 1, model
+        assert protocol_class(AgentView(resources=own)).visible(), name
+        assert not protocol_class(AgentView(resources=others)).visible(), name
+
+
+def test_a_sensor_only_platform_imports_no_other_protocol() -> None:
+    # Start-up imports only the protocols the devices can use (a fresh interpreter, as
+    # the daemon's own start).
+    program = (
+        "import sys\n"
+        "from vhost_scmi.devices.spec import create_resources\n"
+        "from vhost_scmi.scmi.dispatcher import build_dispatcher\n"
+        "dispatcher = build_dispatcher(create_resources(['fake']))\n"
+        "print(sorted(int(p) for p in dispatcher.protocols))\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('vhost_scmi.'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-P", "-c", program], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    assert out[0] == str(sorted([BASE, 0x12, SENSOR]))
+    imported = set(out[1].split())
+    for module, _name, _model in PROTOCOLS[3:]:
+        assert module not in imported
+    assert {"vhost_scmi.scmi.base", "vhost_scmi.scmi.sensor",
+            "vhost_scmi.scmi.system_power"} <= imported
 
 
 @pytest.mark.parametrize("protocol", [0x00, 0x11, 0x14, 0x16, 0x80, 0xFF])

@@ -31,7 +31,7 @@ from vhost_scmi.scmi.protocol import (
     Protocol,
     warn_limited,
 )
-from vhost_scmi.scmi.registry import PROTOCOLS
+from vhost_scmi.scmi.registry import usable_protocols
 from vhost_scmi.scmi.status import ScmiError, Status
 
 log = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ def build_dispatcher(platform: AgentView | Sequence[Resource],
         platform.spawn = executor.spawn
     # A protocol with nothing for this agent does not exist for it: not listed by
     # Base, its messages NOT_SUPPORTED.
-    protocols = [protocol for protocol_class in PROTOCOLS
+    protocols = [protocol for protocol_class in usable_protocols()
                  if (protocol := protocol_class(platform)).visible()]
     platform.protocol_ids[:] = [protocol.protocol_id for protocol in protocols]
     dispatcher = Dispatcher(protocols, executor)
