@@ -15,7 +15,6 @@ import os
 import socket
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
@@ -24,18 +23,22 @@ class StartupError(Exception):
     """The daemon cannot start (a socket unusable); the message says why."""
 
 
-@dataclass
 class ServedSocket:
     """A socket to serve VMMs on."""
 
-    sock: socket.socket
-    #: How log lines name it: the path, or the fd.
-    name: str
-    #: True: accept VMMs on it; False: it is one VMM's connection already.
-    listening: bool
-    #: The socket file we created, and its (device, inode), to remove at exit.
-    path: str | None = None
-    identity: tuple[int, int] | None = None
+    def __init__(self, sock: socket.socket, name: str, listening: bool,
+                 path: str | None = None, identity: tuple[int, int] | None = None) -> None:
+        self.sock = sock
+        #: How log lines name it: the path, or the fd.
+        self.name = name
+        #: True: accept VMMs on it; False: it is one VMM's connection already.
+        self.listening = listening
+        #: The socket file we created, and its (device, inode), to remove at exit.
+        self.path = path
+        self.identity = identity
+
+    def __repr__(self) -> str:
+        return f"ServedSocket({self.name!r}, listening={self.listening})"
 
     def remove_file(self) -> None:
         """Remove the socket file if we created it and it is still ours."""

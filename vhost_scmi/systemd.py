@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections import namedtuple
 from collections.abc import MutableMapping
-from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +29,11 @@ class ActivationError(Exception):
     """The socket-activation variables are addressed to us but malformed."""
 
 
-@dataclass(frozen=True)
-class ActivatedSocket:
-    """One fd passed by socket activation."""
+class ActivatedSocket(namedtuple("ActivatedSocket", ["fd", "name"])):
+    """One fd passed by socket activation: `fd` (int) and its `name` (str, from
+    LISTEN_FDNAMES)."""
 
-    fd: int
-    name: str
+    __slots__ = ()
 
 
 def listen_fds(environ: MutableMapping[str, str] | None = None) -> list[ActivatedSocket]:

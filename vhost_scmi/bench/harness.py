@@ -19,7 +19,10 @@ domains     batched PERF_LEVEL_SET of a `cpufreq` domain (control=level; each re
 idle        the backend's CPU time over a few idle seconds with a VMM connected;
 footprint   RSS after many requests; RSS with N VMMs connected at once (N = 1, 10, 50: one
             backend serving N sockets with --backend-multi-cmd, else N backends, their
-            RSS summed); the time from exec to the socket accepting.
+            RSS summed); the time from exec to the socket accepting, beside what the
+            backend's interpreter takes to run nothing (a script backend's `#!` line,
+            with and without its site: a site's .pth files can cost more than the
+            backend's own start).
 
 Every figure is repeated and reported as its median and spread, and as a ratio to
 the floor measured in the same run (same repeat where both are repeated): the
@@ -243,6 +246,23 @@ def run_ns_and_wakeups(pid: int) -> tuple[int, int]:
         except (FileNotFoundError, ProcessLookupError):
             pass
     return run_ns, switches
+
+
+def script_interpreter(program: str) -> list[str] | None:
+    """The interpreter command line of a script's `#!` line (for the backend's own
+    start-up floor), or None when `program` is not a script (a compiled backend)."""
+    path = shutil.which(program)
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as script:
+            first = script.readline(512)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode(errors="replace").split()
+    return words or None
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -900,6 +920,17 @@ class Run:
                     to_us=1e3, repeat=repeat, target=(25.0, "value"))
         self.record("footprint", "exec to first vhost-user reply", "ms", replied * 1e3,
                     to_us=1e3, repeat=repeat)
+        interpreter = script_interpreter(backend.argv[0])
+        if interpreter is not None:
+            # What the backend's interpreter costs before running any of the backend:
+            # with its site (.pth files included) and without.
+            for name, flags in (("interpreter start-up (python -c pass)", []),
+                                ("interpreter start-up without site (python -S -c pass)",
+                                 ["-S"])):
+                started = time.perf_counter()
+                subprocess.run([*interpreter, *flags, "-c", "pass"], check=True)
+                self.record("footprint", name, "ms", (time.perf_counter() - started) * 1e3,
+                            ref=None, to_us=None, repeat=repeat)
 
     def measure_neighbour(self, work_dir: Path) -> None:
         """A fast sensor's round trips on one VM, quiet, then while another VM of the same

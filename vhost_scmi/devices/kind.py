@@ -3,37 +3,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections import namedtuple
+from collections.abc import Mapping
 
-from vhost_scmi.devices.resource import DeviceSpecError, Resource
+from vhost_scmi.devices.resource import DeviceSpecError
 
 #: Longest domain name a user may give: SCMI extended names carry 63 bytes.
 MAX_DOMAIN_NAME = 63
 
 
-@dataclass(frozen=True)
-class Property:
-    """A property a device spec may (or must) give."""
+# Records as named tuples rather than dataclasses: every start-up imports this module,
+# and dataclasses would bring in inspect (and ast, dis) for nothing.
+class Property(namedtuple("Property", ["name", "help", "required"], defaults=(False,))):
+    """A property a device spec may (or must) give: its `name` (str), `help` (str), and
+    whether it is `required` (bool, default False)."""
 
-    name: str
-    help: str
-    required: bool = False
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class DeviceKind:
-    """What `-d ID,...` creates: its help text, properties and constructor."""
+class DeviceKind(namedtuple("DeviceKind", ["id", "summary", "description", "properties",
+                                           "example", "create"])):
+    """What `-d ID,...` creates: its `id`, help text (`summary`, `description`,
+    `example`), `properties` (a tuple of Property) and constructor.
 
-    id: str
-    summary: str
-    description: str
-    properties: tuple[Property, ...]
-    example: str
-    #: Build the resources (sensors, domains...) from validated properties. Raises
-    #: DeviceSpecError saying what is wrong when the host device is unusable; the caller
-    #: names the spec.
-    create: Callable[[Mapping[str, str]], list[Resource]]
+    `create` (Callable[[Mapping[str, str]], list[Resource]]) builds the resources
+    (sensors, domains...) from validated properties. It raises DeviceSpecError saying
+    what is wrong when the host device is unusable; the caller names the spec.
+    """
+
+    __slots__ = ()
 
 
 def domain_name(props: Mapping[str, str], default: str) -> str:

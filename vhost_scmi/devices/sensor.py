@@ -9,8 +9,8 @@ per axis (one for a scalar), to be multiplied by 10**exponent in the sensor's un
 from __future__ import annotations
 
 import abc
+from collections import namedtuple
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import IntEnum
 
 # Re-exported: device kinds import the errors with the model.
@@ -132,29 +132,26 @@ class Unit(IntEnum):
     OEM = 0xFF
 
 
-@dataclass(frozen=True)
-class ExtendedAttributes:
-    """What SCMI calls a sensor's or axis's extended attributes.
+# Records as named tuples rather than dataclasses: every start-up imports this module,
+# and dataclasses would bring in inspect (and ast, dis) for nothing.
+class ExtendedAttributes(namedtuple("ExtendedAttributes", [
+        "resolution", "resolution_exponent", "min_value", "max_value"])):
+    """What SCMI calls a sensor's or axis's extended attributes (all int).
 
     `resolution` x 10**`resolution_exponent` is the smallest step of a value in the
     unit (`resolution` < 2**27); `min_value` and `max_value` bound the values `read()`
     returns (before the unit exponent is applied), as signed 64-bit integers.
     """
 
-    resolution: int
-    resolution_exponent: int
-    min_value: int
-    max_value: int
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Axis:
-    """One axis of a vector sensor."""
+class Axis(namedtuple("Axis", ["name", "unit", "exponent", "extended"],
+                      defaults=(0, None))):
+    """One axis of a vector sensor: its `name`, `unit` (a Unit), decimal `exponent`
+    (default 0) and `extended` attributes (ExtendedAttributes or None)."""
 
-    name: str
-    unit: Unit
-    exponent: int = 0
-    extended: ExtendedAttributes | None = None
+    __slots__ = ()
 
 
 class Sensor(Resource):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vhost_scmi.devices.resource import Resource
@@ -37,38 +36,53 @@ def spawn_inline(coroutine: Coroutine[HostCall[Any], Any, Any]) -> None:
         log.exception("background platform work failed")
 
 
-@dataclass
+def _nothing() -> None:
+    """The default of the hooks the dispatcher sets."""
+
+
 class AgentView:
     """One agent's view of the platform (see the module docstring)."""
 
-    #: Resources this agent sees, in the guest's order.
-    resources: Sequence[Resource] = ()
-    #: This agent's SCMI agent id (1..N; 0 is the platform).
-    agent_id: int = 1
-    #: Agent names by agent id; index 0 is the platform.
-    agent_names: Sequence[str] = (PLATFORM_AGENT_NAME, DEFAULT_AGENT_NAME)
-    #: Resources this agent may change (sets on others are DENIED). Without a config
-    #: every visible resource may be changed as far as its device allows.
-    controllable: frozenset[Resource] | None = None
-    #: Shared settings of the host resources, common to every agent.
-    arbiter: Arbiter = field(default_factory=Arbiter)
-    #: Ids of every protocol implemented, Base included, filled in by the dispatcher.
-    protocol_ids: list[int] = field(default_factory=list)
-    #: Forget every agent configuration (RESET_AGENT_CONFIGURATION); set by the dispatcher.
-    reset_agent: Callable[[], None] = lambda: None
-    #: A protocol's next_deadline() may have moved earlier (it scheduled an event, a
-    #: delayed response or periodic work); set by the dispatcher, which caches deadlines.
-    deadline_changed: Callable[[], None] = lambda: None
-    #: Run a coroutine in the background (work not answering a request: periodic reads,
-    #: releasing an agent's shared settings at reset). Its host calls go through the same
-    #: path as requests'; it must not raise (errors are logged). The daemon replaces the
-    #: inline default with its executor.
-    spawn: Callable[[Coroutine[HostCall[Any], Any, Any]], None] = spawn_inline
-    #: System power states (config names: shutdown, cold-reset, warm-reset, suspend) this
-    #: agent may request with SYSTEM_POWER_STATE_SET; others are DENIED.
-    power_states: frozenset[str] = frozenset()
-    #: The host command that carries out allowed system power requests.
-    power_command: PowerCommand | None = None
+    def __init__(self, *, resources: Sequence[Resource] = (), agent_id: int = 1,
+                 agent_names: Sequence[str] = (PLATFORM_AGENT_NAME, DEFAULT_AGENT_NAME),
+                 controllable: frozenset[Resource] | None = None,
+                 arbiter: Arbiter | None = None,
+                 power_states: frozenset[str] = frozenset(),
+                 power_command: PowerCommand | None = None) -> None:
+        #: Resources this agent sees, in the guest's order.
+        self.resources = resources
+        #: This agent's SCMI agent id (1..N; 0 is the platform).
+        self.agent_id = agent_id
+        #: Agent names by agent id; index 0 is the platform.
+        self.agent_names = agent_names
+        #: Resources this agent may change (sets on others are DENIED). Without a config
+        #: every visible resource may be changed as far as its device allows.
+        self.controllable = controllable
+        #: Shared settings of the host resources, common to every agent.
+        self.arbiter = arbiter if arbiter is not None else Arbiter()
+        #: System power states (config names: shutdown, cold-reset, warm-reset,
+        #: suspend) this agent may request with SYSTEM_POWER_STATE_SET; others DENIED.
+        self.power_states = power_states
+        #: The host command that carries out allowed system power requests.
+        self.power_command = power_command
+        #: Ids of every protocol implemented, Base included, filled in by the dispatcher.
+        self.protocol_ids: list[int] = []
+        #: Forget every agent configuration (RESET_AGENT_CONFIGURATION); set by the
+        #: dispatcher.
+        self.reset_agent: Callable[[], None] = _nothing
+        #: A protocol's next_deadline() may have moved earlier (it scheduled an event, a
+        #: delayed response or periodic work); set by the dispatcher, which caches
+        #: deadlines.
+        self.deadline_changed: Callable[[], None] = _nothing
+        #: Run a coroutine in the background (work not answering a request: periodic
+        #: reads, releasing an agent's shared settings at reset). Its host calls go
+        #: through the same path as requests'; it must not raise (errors are logged).
+        #: The daemon replaces the inline default with its executor.
+        self.spawn: Callable[[Coroutine[HostCall[Any], Any, Any]], None] = spawn_inline
+
+    def __repr__(self) -> str:
+        return (f"AgentView(agent {self.agent_id} {self.agent_name!r}, "
+                f"{len(self.resources)} resources)")
 
     @property
     def agent_name(self) -> str:

@@ -16,9 +16,8 @@ from __future__ import annotations
 import errno
 import logging
 import struct
+from collections import namedtuple
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from enum import IntEnum
 
 from vhost_scmi.devices.resource import DeviceError
 from vhost_scmi.platform.arbitration import ArbitrationDenied
@@ -45,16 +44,16 @@ Handler = Callable[[int, bytes, int], bytes | Awaitable[bytes]]
 Platform = AgentView
 
 
-@dataclass(frozen=True)
-class Message:
-    """One message a protocol implements; its name is its enum member's."""
+# A named tuple rather than a dataclass: dataclasses would cost every start-up its
+# import of inspect.
+class Message(namedtuple("Message", ["id", "handler", "request_length", "attributes"],
+                         defaults=(0, 0))):
+    """One message a protocol implements: `id` (its enum member, which gives its name),
+    `handler` (a Handler), `request_length` (bytes of parameters after the header that
+    it needs, default 0) and `attributes` (what PROTOCOL_MESSAGE_ATTRIBUTES answers
+    for it, default 0)."""
 
-    id: IntEnum
-    handler: Handler
-    #: Bytes of parameters after the header that the message needs.
-    request_length: int = 0
-    #: Value answered by PROTOCOL_MESSAGE_ATTRIBUTES for this message.
-    attributes: int = 0
+    __slots__ = ()
 
     @property
     def name(self) -> str:

@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import namedtuple
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
@@ -175,12 +175,11 @@ CONFIG_RESERVED = 0x1FC
 TRIP_CONTROL_RESERVED = 0xFFFFF00C
 
 
-@dataclass(frozen=True)
-class UpdateInterval:
-    """An update interval of `seconds` x 10**`exponent` seconds."""
+class UpdateInterval(namedtuple("UpdateInterval", ["seconds", "exponent"])):
+    """An update interval of `seconds` x 10**`exponent` seconds (a named tuple: a
+    dataclass would cost every start-up its import of inspect)."""
 
-    seconds: int
-    exponent: int
+    __slots__ = ()
 
     @property
     def value(self) -> Fraction:
