@@ -924,13 +924,16 @@ class Run:
         if interpreter is not None:
             # What the backend's interpreter costs before running any of the backend:
             # with its site (.pth files included) and without.
-            for name, flags in (("interpreter start-up (python -c pass)", []),
-                                ("interpreter start-up without site (python -S -c pass)",
-                                 ["-S"])):
+            for flags, what in (([], "python -c pass"), (["-S"], "python -S -c pass")):
                 started = time.perf_counter()
-                subprocess.run([*interpreter, *flags, "-c", "pass"], check=True)
-                self.record("footprint", name, "ms", (time.perf_counter() - started) * 1e3,
+                child = subprocess.Popen([*interpreter, *flags, "-c", "pass"])
+                _pid, _status, usage = os.wait4(child.pid, 0)
+                child.returncode = 0  # reaped above
+                seconds = time.perf_counter() - started
+                self.record("footprint", f"interpreter start-up ({what})", "ms", seconds * 1e3,
                             ref=None, to_us=None, repeat=repeat)
+                self.record("footprint", f"interpreter peak RSS ({what})", "MiB",
+                            usage.ru_maxrss / 1024, ref=None, to_us=None, repeat=repeat)
 
     def measure_neighbour(self, work_dir: Path) -> None:
         """A fast sensor's round trips on one VM, quiet, then while another VM of the same
