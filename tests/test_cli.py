@@ -124,10 +124,9 @@ def test_socket_count_names_sockets_as_the_other_vhost_device_daemons() -> None:
                                                 "/run/vm.sock2"]
 
 
-def test_start_up_imports_only_what_serving_needs(tmp_path) -> None:
-    """The running path imports what it needs when it needs it: the device kinds not
-    named on the command line, and what only --help-devices, --print-capabilities,
-    --write-descriptor or a sensor reconfiguration use, stay unimported."""
+def modules_of_a_started_daemon(tmp_path, spec: str) -> set[str]:
+    """The modules a daemon serving `-d spec` has imported (without the interpreter's
+    site, whose .pth files are not the daemon's) once its socket accepts a VMM."""
     # The daemon's own main(), stopped by SIGTERM once its socket accepts a VMM.
     sock = tmp_path / "scmi.sock"
     code = ("import os, signal, socket, sys, threading, time\n"
@@ -141,20 +140,45 @@ def test_start_up_imports_only_what_serving_needs(tmp_path) -> None:
             "    os.kill(os.getpid(), signal.SIGTERM)\n"
             "threading.Thread(target=stop, daemon=True).start()\n"
             "from vhost_scmi import cli\n"
-            f"status = cli.main(['-s', {str(sock)!r}, '-d', 'fake', '--log-level', 'error'])\n"
+            f"status = cli.main(['-s', {str(sock)!r}, '-d', {spec!r}, '--log-level', 'error'])\n"
             "print(' '.join(sorted(sys.modules)))\n"
             "sys.exit(status)\n")
     result = subprocess.run([sys.executable, "-P", "-S", "-c",
                              f"import sys; sys.path[:0] = {sys.path!r}\n" + code],
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    loaded = set(result.stdout.split())
-    assert "vhost_scmi.devices.fake" in loaded
+    return set(result.stdout.split())
+
+
+#: Protocols a daemon imports only for devices of theirs.
+DOMAIN_PROTOCOLS = tuple(f"vhost_scmi.scmi.{name}" for name in (
+    "performance", "power", "clock", "reset", "voltage", "powercap", "domain"))
+
+
+def test_start_up_imports_only_what_serving_needs(tmp_path) -> None:
+    """The running path imports what it needs when it needs it: the device kinds not
+    named on the command line and the protocols of their resources, what only
+    --help-devices, --print-capabilities, --write-descriptor or a sensor reconfiguration
+    use, and standard modules that would only cost start-up time and memory
+    (dataclasses brings inspect, ast and dis; argparse's own formatter, shutil and the
+    compression modules), stay unimported."""
+    loaded = modules_of_a_started_daemon(tmp_path, "fake")
+    assert {"vhost_scmi.devices.fake", "vhost_scmi.scmi.sensor"} <= loaded
     for module in ("vhost_scmi.devices.iio", "vhost_scmi.devices.hwmon", "decimal",
                    "fractions", "json", "sysconfig", "vhost_scmi.frontend",
                    "vhost_scmi.scmi.client", "tomllib", "vhost_scmi.platform.config",
-                   "vhost_scmi.control", "vhost_scmi.ctl"):
+                   "vhost_scmi.control", "vhost_scmi.ctl", *DOMAIN_PROTOCOLS,
+                   "dataclasses", "inspect", "ast", "dis", "shutil", "bz2", "lzma",
+                   "zipfile", "tempfile", "pathlib", "importlib.metadata"):
         assert module not in loaded, module
+
+
+def test_a_domain_device_brings_its_protocol_only(tmp_path) -> None:
+    loaded = modules_of_a_started_daemon(tmp_path, "fake-clock,rates=100")
+    assert {"vhost_scmi.scmi.clock", "vhost_scmi.scmi.domain"} <= loaded
+    assert "vhost_scmi.scmi.sensor" not in loaded
+    assert not loaded & (set(DOMAIN_PROTOCOLS) - {"vhost_scmi.scmi.clock",
+                                                  "vhost_scmi.scmi.domain"})
 
 
 @pytest.mark.parametrize("module", ["vhost_scmi", "vhost_scmi.bench", "vhost_scmi.frontend"])
