@@ -580,6 +580,26 @@ def test_kick_is_drained_without_blocking(make_engine) -> None:
         os.eventfd_read(engine.driver.kick_fd)
 
 
+def test_serve_kick_consumes_the_kick_and_serves_the_ring(make_engine) -> None:
+    engine = make_engine()
+    handler = Recorder()
+    engine.driver.publish([engine.driver.add(b"one", 16), engine.driver.add(b"two", 16)])
+    engine.driver.kick()
+    assert engine.queue.serve_kick(handler) == 2
+    assert [request for request, _ in handler.calls] == [b"one", b"two"]
+    assert [done.data for done in engine.driver.collect()] == [b"re:one", b"re:two"]
+    with pytest.raises(BlockingIOError):
+        os.eventfd_read(engine.driver.kick_fd)
+    # A stopped ring: the kick is still consumed (the loop must not spin), nothing served.
+    engine.queue.stop()
+    engine.driver.publish([engine.driver.add(b"three", 16)])
+    engine.driver.kick()
+    assert engine.queue.serve_kick(handler) == 0
+    assert len(handler.calls) == 2
+    with pytest.raises(BlockingIOError):
+        os.eventfd_read(engine.driver.kick_fd)
+
+
 def test_a_driver_that_never_stops_cannot_hold_the_engine(make_engine) -> None:
     engine = make_engine(size=4)
     driver = engine.driver

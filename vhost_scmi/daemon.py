@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import logging
 import os
 import select
@@ -199,10 +198,9 @@ class Endpoint:
             self._serve(connected)
 
     # KickWatcher for the connection
-    def watch_kick(self, fd: int, index: int) -> None:
-        assert self._selector is not None and self.connection is not None
-        self._selector.register(fd, selectors.EVENT_READ,
-                                (self, functools.partial(self.connection.kick, index)))
+    def watch_kick(self, fd: int, serve: Callable[[], object]) -> None:
+        assert self._selector is not None
+        self._selector.register(fd, selectors.EVENT_READ, (self, serve))
 
     def unwatch_kick(self, fd: int) -> None:
         assert self._selector is not None

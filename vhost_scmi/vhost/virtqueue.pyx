@@ -404,6 +404,15 @@ cdef class SplitQueue:
 
     def drain_kick(self) -> None:
         """Consume a pending kick (the fd is non-blocking; nothing pending is fine)."""
+        self._drain_kick()
+
+    def serve_kick(self, object handler) -> int:
+        """The kick fd is readable: consume the kick, then `process(handler)`; return the
+        requests served. The event loop's callback on every request, in one call."""
+        self._drain_kick()
+        return self.process(handler)
+
+    cdef void _drain_kick(self) noexcept:
         cdef uint64_t value
         if self._kick_fd >= 0:
             with nogil:
