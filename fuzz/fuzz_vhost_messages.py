@@ -21,6 +21,7 @@ import os
 import socket
 import struct
 import sys
+from collections.abc import Callable
 
 import atheris
 
@@ -51,13 +52,13 @@ UADDR = 0x7F00_0000_0000
 
 
 class Watcher:
-    """The event loop's side: remembers which kick fds are watched."""
+    """The event loop's side: remembers which kick fds are watched, and their callbacks."""
 
     def __init__(self) -> None:
-        self.kicks: dict[int, int] = {}
+        self.kicks: dict[int, Callable[[], object]] = {}
 
-    def watch_kick(self, fd: int, index: int) -> None:
-        self.kicks[fd] = index
+    def watch_kick(self, fd: int, serve: Callable[[], object]) -> None:
+        self.kicks[fd] = serve
 
     def unwatch_kick(self, fd: int) -> None:
         self.kicks.pop(fd, None)
@@ -187,9 +188,8 @@ def one_input(data: bytes) -> None:
             if vmm.fileno() < 0:
                 break
         if alive:
-            for index in sorted(set(watcher.kicks.values())):
-                if index < len(connection.queues):
-                    connection.kick(index)
+            for serve in list(watcher.kicks.values()):  # each queue kicked, as the loop would
+                serve()
     finally:
         connection.close()
         vmm.close()
