@@ -82,6 +82,9 @@ class EchoDevice:
     def next_deadline(self):
         return None
 
+    def notify_deadline(self, callback) -> None:
+        pass
+
     def deliver_due(self, now: float) -> None:
         pass
 

@@ -72,6 +72,7 @@ class Dispatcher(Protocol):
     def attach(self, defer: Callable[[], object] | None,
                complete: Callable[[object, bytes], object] | None) -> None: ...
     def next_deadline(self) -> float | None: ...
+    def notify_deadline(self, callback: Callable[[], object]) -> None: ...
     def take_events(self, now: float) -> list[bytes]: ...
     def reset(self) -> None: ...
 
@@ -81,6 +82,10 @@ class TimedDevice(VirtioDevice, Protocol):
 
     def next_deadline(self) -> float | None:
         """`time.monotonic()` when `deliver_due()` has work, or None."""
+
+    def notify_deadline(self, callback: Callable[[], object]) -> None:
+        """Call `callback()` from then on whenever `next_deadline()` may have moved
+        earlier (the loop asks it only then, or while something is scheduled)."""
 
     def deliver_due(self, now: float) -> None:
         """Do the work that fell due by `now`."""
@@ -123,6 +128,9 @@ class ScmiDevice:
 
     def next_deadline(self) -> float | None:
         return self._dispatcher.next_deadline()
+
+    def notify_deadline(self, callback: Callable[[], object]) -> None:
+        self._dispatcher.notify_deadline(callback)
 
     def deliver_due(self, now: float) -> None:
         events = self._dispatcher.take_events(now)
@@ -338,6 +346,7 @@ class Timed(Protocol):
     """Timed work for the loop besides the devices' (the executor's deadlines)."""
 
     def next_deadline(self) -> float | None: ...
+    def notify_deadline(self, callback: Callable[[], object]) -> None: ...
     def deliver_due(self, now: float) -> None: ...
 
 
@@ -352,13 +361,17 @@ class EventLoop:
         self._selector.register(self._wake_read, selectors.EVENT_READ, (None, self._woken))
         self._running = False
         self._closed = False
+        #: A deadline may have moved earlier since the loop last asked (see run()).
+        self._ask_deadlines = True
         for endpoint in endpoints:
             self.add(endpoint)
 
     def add(self, endpoint: Endpoint) -> None:
         """Serve `endpoint` too (the loop closes it in `close()`)."""
         endpoint.attach(self._selector)
+        endpoint.device.notify_deadline(self._deadline_moved)
         self._endpoints.append(endpoint)
+        self._ask_deadlines = True
 
     def watch(self, fileobj: _FileLike, callback: _Callback) -> None:
         """Call `callback()` whenever `fileobj` is readable (until `unwatch`); an
@@ -372,7 +385,9 @@ class EventLoop:
 
     def add_timed(self, timed: Timed) -> None:
         """Call `timed.deliver_due(now)` when its `next_deadline()` falls due."""
+        timed.notify_deadline(self._deadline_moved)
         self._timed.append(timed)
+        self._ask_deadlines = True
 
     @property
     def wakeup_fd(self) -> int:
@@ -387,6 +402,9 @@ class EventLoop:
         poll, registered = self._selector.epoll.poll, self._selector.data
         timeout = self._deliver_due()
         while self._running:
+            # The deadlines are asked again only while something is scheduled, or when
+            # a source said one moved: not after every request of a VMM that only reads
+            # (that question would be on each round trip's path, after the answer).
             for fd, _mask in poll(timeout):
                 # An earlier callback of this wake-up may have unregistered fd.
                 entry = registered.get(fd)
@@ -401,7 +419,8 @@ class EventLoop:
                     # (the executor's completions have no endpoint: logged only)
                     if endpoint is not None:
                         endpoint.drop()
-            timeout = self._deliver_due()
+            if timeout is not None or self._ask_deadlines:
+                timeout = self._deliver_due()
 
     def stop(self) -> None:
         """Make `run()` return (callable from another thread)."""
@@ -433,9 +452,13 @@ class EventLoop:
             elif number == 0:
                 self._running = False
 
+    def _deadline_moved(self) -> None:
+        self._ask_deadlines = True
+
     def _deliver_due(self) -> float | None:
         """Deliver the timed work that is due; return how long the loop may then sleep
         (None: until something happens)."""
+        self._ask_deadlines = False  # what moves from here on is asked about next time
         earliest = now = None
         for timed in self._timed:
             deadline = timed.next_deadline()

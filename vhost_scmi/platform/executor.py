@@ -130,6 +130,7 @@ class Executor:
         #: Tasks waiting on a worker.
         self._waiting: set[Task] = set()
         self._closed = False
+        self._deadline_moved: Callable[[], object] = _nothing
 
     # --- the loop's side --------------------------------------------------------------
 
@@ -168,6 +169,11 @@ class Executor:
         if not self._waiting:
             return None
         return min(task.deadline for task in self._waiting)
+
+    def notify_deadline(self, callback: Callable[[], object]) -> None:
+        """Call `callback()` from then on whenever `next_deadline()` may have moved
+        earlier (a host call went to a worker)."""
+        self._deadline_moved = callback
 
     def deliver_due(self, now: float) -> None:
         """Fail the host calls whose deadline passed by `now` (HostTimeout)."""
@@ -255,6 +261,7 @@ class Executor:
             task.deadline = time.monotonic() + (resource.call_timeout or self.deadline)
             task.worker = worker
             self._waiting.add(task)
+            self._deadline_moved()
             worker.submit(task, task.serial, call)
             return
         task.done = True
@@ -262,6 +269,10 @@ class Executor:
         if callback is not None:
             task.callback = None
             callback(task)
+
+
+def _nothing() -> None:
+    """No one to tell that a deadline moved."""
 
 
 def _log_failure(task: Task) -> None:

@@ -82,6 +82,8 @@ class Dispatcher:
         self._scheduled: dict[Protocol, float] = {}
         #: Counts `_deadline_changed` calls (one during take_events forces a full recount).
         self._changes = 0
+        #: Told when the deadline may have moved earlier (notify_deadline).
+        self._deadline_moved: Callable[[], object] = _ignore_move
         self._platforms = {id(protocol.platform): protocol.platform for protocol in protocols}
         for protocol in protocols:
             protocol.platform.deadline_changed = self._deadline_changed
@@ -180,9 +182,16 @@ class Dispatcher:
         self._deadline_known = True
         return self._deadline
 
+    def notify_deadline(self, callback: Callable[[], object]) -> None:
+        """Call `callback()` from then on whenever `next_deadline()` may have moved
+        earlier than last answered: a protocol scheduled something, or the agent was
+        reset (taking events is not reported: the caller asks again after it)."""
+        self._deadline_moved = callback
+
     def _deadline_changed(self) -> None:
         self._deadline_known = False
         self._changes += 1
+        self._deadline_moved()
 
     def _earliest_deadline(self) -> float | None:
         scheduled = self._scheduled
@@ -250,6 +259,7 @@ class Dispatcher:
     def reset(self) -> None:
         """Forget the agent: subscriptions, sensor configurations, pending events."""
         self._deadline_known = False
+        self._deadline_moved()
         for protocol in self.protocols.values():
             try:
                 protocol.reset()
@@ -293,3 +303,7 @@ def _no_handler(header: int, request: bytes, room: int) -> bytes:
 
 def _ignore(task: Task) -> None:
     """Callback of a task whose request was already answered."""
+
+
+def _ignore_move() -> None:
+    """No one to tell that the deadline moved."""
