@@ -63,6 +63,10 @@ class ScmiFeature(IntEnum):
 MAX_PENDING_EVENTS = 256
 #: Shortest sleep when the dispatcher reports a deadline already past (a guard, not a poll).
 MIN_TIMER_SLEEP = 0.001
+#: Ready fds taken per epoll wait (more stay ready for the next one: level-triggered).
+#: Small enough for the event buffer `epoll.poll` allocates on each call to come from
+#: Python's small-object allocator (its default, 1023 events, costs a malloc and a free).
+MAX_EVENTS = 32
 
 
 class Dispatcher(Protocol):
@@ -405,7 +409,7 @@ class EventLoop:
             # The deadlines are asked again only while something is scheduled, or when
             # a source said one moved: not after every request of a VMM that only reads
             # (that question would be on each round trip's path, after the answer).
-            for fd, _mask in poll(timeout):
+            for fd, _mask in poll(timeout, MAX_EVENTS):
                 # An earlier callback of this wake-up may have unregistered fd.
                 entry = registered.get(fd)
                 if entry is None:
