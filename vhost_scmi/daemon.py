@@ -104,7 +104,7 @@ class ScmiDevice:
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
-        # The loop asks after every wake-up: the dispatcher answers directly.
+        # The loop asks after wake-ups (see EventLoop.run): the dispatcher answers directly.
         self.next_deadline = dispatcher.next_deadline  # type: ignore[method-assign]
         self._eventq: SplitQueue | None = None
         self._pending: collections.deque[bytes] = collections.deque()
