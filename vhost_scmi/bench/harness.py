@@ -926,14 +926,19 @@ class Run:
             # with its site (.pth files included) and without.
             for flags, what in (([], "python -c pass"), (["-S"], "python -S -c pass")):
                 started = time.perf_counter()
-                child = subprocess.Popen([*interpreter, *flags, "-c", "pass"])
-                _pid, _status, usage = os.wait4(child.pid, 0)
-                child.returncode = 0  # reaped above
+                subprocess.run([*interpreter, *flags, "-c", "pass"], check=True)
                 seconds = time.perf_counter() - started
                 self.record("footprint", f"interpreter start-up ({what})", "ms", seconds * 1e3,
                             ref=None, to_us=None, repeat=repeat)
-                self.record("footprint", f"interpreter peak RSS ({what})", "MiB",
-                            usage.ru_maxrss / 1024, ref=None, to_us=None, repeat=repeat)
+                # Its RSS as it reports it (a fork's ru_maxrss would count the bench's own
+                # pages from before the exec); reading a file imports nothing.
+                status = subprocess.run(
+                    [*interpreter, *flags, "-c",
+                     "import sys; sys.stdout.write(open('/proc/self/status').read())"],
+                    check=True, capture_output=True, text=True).stdout
+                rss_kib = int(status.split("VmRSS:")[1].split()[0])
+                self.record("footprint", f"interpreter RSS ({what})", "MiB", rss_kib / 1024,
+                            ref=None, to_us=None, repeat=repeat)
 
     def measure_neighbour(self, work_dir: Path) -> None:
         """A fast sensor's round trips on one VM, quiet, then while another VM of the same
