@@ -104,6 +104,36 @@ SCMI_DOMAIN_NODES = """
 };
 """
 
+#: A guest script (tests/e2e, and the host-VM rig's nested guest): for every IIO device,
+#: a device=NAME line, then NAME.CHANNEL.raw and NAME.CHANNEL.scale of every axis.
+LIST_IIO = r"""
+cd /sys/bus/iio/devices
+for d in iio:device*; do
+    [ -e "$d/name" ] || continue
+    n=$(cat $d/name)
+    echo "device=$n"
+    for f in $d/in_*_raw; do
+        c=$(basename $f _raw)
+        echo "$n.$c.raw=$(cat $f)"
+        echo "$n.$c.scale=$(cat $d/${c}_scale)"
+    done
+done
+"""
+
+#: A guest script: for every hwmon device, a hwmon=NAME line, then CHANNEL=VALUE (and
+#: CHANNEL.label=LABEL) of every temperature, voltage, current and power input.
+LIST_HWMON = r"""
+for h in /sys/class/hwmon/hwmon*; do
+    echo "hwmon=$(cat $h/name)"
+    for f in $h/temp*_input $h/in*_input $h/curr*_input $h/power*_input; do
+        [ -e "$f" ] || continue
+        c=$(basename $f _input)
+        echo "$c=$(cat $f)"
+        [ -e $h/${c}_label ] && echo "$c.label=$(cat $h/${c}_label)"
+    done
+done
+"""
+
 BEGIN = "@@E2E-BEGIN@@"
 END_RE = re.compile(r"@@E2E-END rc=(\d+)@@")
 DMESG_BEGIN = "@@E2E-DMESG-BEGIN@@"

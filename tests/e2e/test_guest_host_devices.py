@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from e2e.guest import LIST_HWMON, LIST_IIO
+
 
 def write_tree(root: Path, files: dict[str, str]) -> Path:
     root.mkdir(parents=True)
@@ -13,21 +15,6 @@ def write_tree(root: Path, files: dict[str, str]) -> Path:
         (root / name).write_text(content + "\n")
     return root
 
-
-# Prints NAME.CHANNEL.raw and NAME.CHANNEL.scale for every axis of every IIO device.
-LIST_IIO = r"""
-cd /sys/bus/iio/devices
-for d in iio:device*; do
-    [ -e "$d/name" ] || continue
-    n=$(cat $d/name)
-    echo "device=$n"
-    for f in $d/in_*_raw; do
-        c=$(basename $f _raw)
-        echo "$n.$c.raw=$(cat $f)"
-        echo "$n.$c.scale=$(cat $d/${c}_scale)"
-    done
-done
-"""
 
 ACCEL = {"x": 120, "y": -45, "z": 1003}
 ACCEL_SCALE = 0.009582
@@ -77,19 +64,6 @@ def test_iio_device_values_reach_guest_scaled_as_on_host(e2e, tmp_path):
                 f"{result.report()}"
     assert daemon.alive(), daemon.describe()
 
-
-# Prints TYPE.N=VALUE and TYPE.N.label=LABEL for every SCMI hwmon input in the guest.
-LIST_HWMON = r"""
-for h in /sys/class/hwmon/hwmon*; do
-    echo "hwmon=$(cat $h/name)"
-    for f in $h/temp*_input $h/in*_input $h/curr*_input $h/power*_input; do
-        [ -e "$f" ] || continue
-        c=$(basename $f _input)
-        echo "$c=$(cat $f)"
-        [ -e $h/${c}_label ] && echo "$c.label=$(cat $h/${c}_label)"
-    done
-done
-"""
 
 # A host hwmon chip: millidegrees Celsius, millivolts, milliamps, microwatts, RPM.
 HWMON = {

@@ -529,26 +529,6 @@ def serve_and_probe(where: dict[str, Any]) -> None:
             results["daemon_exit"] = daemon.wait(10)
 
 
-# The nested guest's job: its SCMI IIO devices (scmi_iio) and hwmon inputs (scmi-hwmon).
-GUEST_SCRIPT = r"""
-cd /sys/bus/iio/devices
-for d in iio:device*; do
-    [ -e "$d/name" ] || continue
-    n=$(cat $d/name)
-    echo "iio=$n"
-    for f in $d/in_*_raw; do
-        c=$(basename $f _raw)
-        echo "$n.$c.raw=$(cat $f)"
-        echo "$n.$c.scale=$(cat $d/${c}_scale)"
-    done
-done
-for h in /sys/class/hwmon/hwmon*; do
-    echo "hwmon=$(cat $h/name)"
-    for f in $h/temp*_input; do
-        [ -e "$f" ] && echo "$(basename $f)=$(cat $f)"
-    done
-done
-"""
 NESTED_SOCKET = "/run/nested.sock"
 NESTED_TIMEOUT = 480.0  # TCG in TCG: about 3 minutes of one CPU
 NESTED_LM75 = 42500
@@ -561,7 +541,7 @@ def nested_guest(where: dict[str, Any]) -> None:
     if "guest" not in plan:
         return
     sys.path.insert(0, plan["tests_dir"])
-    from e2e.guest import GuestImage, GuestVM  # noqa: PLC0415 - only with a plan
+    from e2e.guest import LIST_HWMON, LIST_IIO, GuestImage, GuestVM  # noqa: PLC0415 - only with a plan
 
     guest = plan["guest"]
     image = GuestImage(qemu=guest["qemu"], qemu_version=tuple(guest["qemu_version"]),
@@ -590,7 +570,7 @@ def nested_guest(where: dict[str, Any]) -> None:
     try:
         wait_for("the nested daemon listening", lambda: listening(NESTED_SOCKET), 30)
         workdir = Path("/run/guest")
-        vm = GuestVM(image, Path(NESTED_SOCKET), GUEST_SCRIPT, workdir, name="nested")
+        vm = GuestVM(image, Path(NESTED_SOCKET), LIST_IIO + LIST_HWMON, workdir, name="nested")
         mark("nested guest")
         vm.start(processes.append)
         try:
