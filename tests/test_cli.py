@@ -177,6 +177,8 @@ def test_a_domain_device_brings_its_protocol_only(tmp_path) -> None:
     loaded = modules_of_a_started_daemon(tmp_path, "fake-clock,rates=100")
     assert {"vhost_scmi.scmi.clock", "vhost_scmi.scmi.domain"} <= loaded
     assert "vhost_scmi.scmi.sensor" not in loaded
+    # Nor the sensor's model: the protocol registry's order does not matter then.
+    assert "vhost_scmi.devices.sensor" not in loaded
     assert not loaded & (set(DOMAIN_PROTOCOLS) - {"vhost_scmi.scmi.clock",
                                                   "vhost_scmi.scmi.domain"})
 

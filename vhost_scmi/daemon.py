@@ -25,6 +25,7 @@ import select
 import selectors
 import signal
 import socket
+import sys
 import time
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -523,9 +524,10 @@ def signals_routed_to(loop: EventLoop) -> Iterator[None]:
 
 def _count_in_words(resources: Sequence[Resource]) -> str:
     """"1 sensor", "2 sensors, 1 domain"...: what the start-up line says is served."""
-    from vhost_scmi.devices.sensor import Sensor
-
-    sensors = sum(isinstance(resource, Sensor) for resource in resources)
+    # No sensor exists unless the sensor model is loaded (and a domain-only daemon
+    # never loads it).
+    model = sys.modules.get("vhost_scmi.devices.sensor")
+    sensors = sum(isinstance(resource, model.Sensor) for resource in resources) if model else 0
     domains = len(resources) - sensors
     words = f"{sensors} sensor{'' if sensors == 1 else 's'}"
     if domains:

@@ -32,7 +32,7 @@ from enum import IntEnum
 
 from vhost_scmi.devices.clock import MAX_RATE, MAX_RATES, ClockDomain
 from vhost_scmi.platform.arbitration import Rule, SharedSetting
-from vhost_scmi.scmi.domain import DomainProtocol, has_long_name
+from vhost_scmi.scmi.domain import DomainProtocol
 from vhost_scmi.scmi.protocol import (
     MAX_PAYLOAD,
     U32,
@@ -40,6 +40,7 @@ from vhost_scmi.scmi.protocol import (
     U32X3,
     Message,
     Platform,
+    has_long_name,
     ok,
     pack_name,
     status_only,

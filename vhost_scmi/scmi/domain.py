@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from vhost_scmi.devices.resource import Resource
-from vhost_scmi.devices.sensor import MAX_NAME_LENGTH
 from vhost_scmi.platform.arbitration import Rule, SharedSetting
 from vhost_scmi.platform.host import HostCall
 from vhost_scmi.scmi.codec import pack_header
@@ -34,6 +33,7 @@ from vhost_scmi.scmi.protocol import (
     U32,
     Platform,
     Protocol,
+    has_long_name,
     host_error,
     notify_enable,
     ok,
@@ -56,11 +56,6 @@ DELAYED_RESPONSE_DELAY = 0.05
 #: Extended names (the *_NAME_GET messages) are 64-byte fields.
 EXTENDED_NAME_SIZE = 64
 _serials = itertools.count(1)
-
-
-def has_long_name(name: str) -> bool:
-    """Whether `name` needs the extended-name message (more than 15 bytes)."""
-    return len(name.encode()) > MAX_NAME_LENGTH
 
 
 def delayed_header(header: int) -> int:

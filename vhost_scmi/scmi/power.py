@@ -26,12 +26,13 @@ from enum import IntEnum
 
 from vhost_scmi.devices.power_domain import PowerDomain
 from vhost_scmi.platform.arbitration import Rule, SharedSetting
-from vhost_scmi.scmi.domain import DomainProtocol, has_long_name
+from vhost_scmi.scmi.domain import DomainProtocol
 from vhost_scmi.scmi.protocol import (
     U32,
     U32X3,
     Message,
     Platform,
+    has_long_name,
     ok,
     pack_name,
     status_only,

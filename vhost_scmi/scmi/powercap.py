@@ -31,13 +31,14 @@ from enum import IntEnum
 
 from vhost_scmi.devices.powercap import MAX_U32, Limits, PowercapDomain
 from vhost_scmi.platform.arbitration import Rule, SharedSetting
-from vhost_scmi.scmi.domain import DomainProtocol, has_long_name
+from vhost_scmi.scmi.domain import DomainProtocol
 from vhost_scmi.scmi.protocol import (
     U32,
     U32X2,
     U32X3,
     Message,
     Platform,
+    has_long_name,
     ok,
     pack_name,
     status_only,

@@ -70,7 +70,17 @@ def status_only(header: int, status: Status) -> bytes:
     return HEADER_STATUS.pack(header, status)
 
 
-def pack_name(name: str, size: int = 16) -> bytes:
+#: Bytes of a short name field (attributes messages); the extended-name messages carry
+#: a longer name when one does not fit.
+SHORT_NAME_SIZE = 16
+
+
+def has_long_name(name: str) -> bool:
+    """Whether `name` needs the extended-name message (its short field keeps a NUL)."""
+    return len(name.encode()) >= SHORT_NAME_SIZE
+
+
+def pack_name(name: str, size: int = SHORT_NAME_SIZE) -> bytes:
     """Return `name` as a NUL-terminated, NUL-padded UTF-8 field of `size` bytes.
 
     A longer name is cut at a character boundary so the field keeps its NUL.

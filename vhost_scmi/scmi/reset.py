@@ -23,13 +23,14 @@ from enum import IntEnum
 
 from vhost_scmi.devices.reset import ResetDomain
 from vhost_scmi.platform.arbitration import Rule
-from vhost_scmi.scmi.domain import DomainProtocol, has_long_name
+from vhost_scmi.scmi.domain import DomainProtocol
 from vhost_scmi.scmi.protocol import (
     U32,
     U32X2,
     U32X3,
     Message,
     Platform,
+    has_long_name,
     ok,
     pack_name,
     status_only,

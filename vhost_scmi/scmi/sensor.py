@@ -45,7 +45,6 @@ if TYPE_CHECKING:  # imported where used: start-up does without fractions (and d
 
 from vhost_scmi.devices.sensor import (
     MAX_EXPONENT,
-    MAX_NAME_LENGTH,
     MIN_EXPONENT,
     DeviceError,
     ExtendedAttributes,
@@ -69,6 +68,7 @@ from vhost_scmi.scmi.protocol import (
     Message,
     Platform,
     Protocol,
+    has_long_name,
     ok,
     pack_name,
     sign_extend,
@@ -261,10 +261,6 @@ def _unit_bits(unit: Unit, exponent: int, what: str) -> int:
     return _check_exponent(exponent, what) << SensorBits.UNIT_EXPONENT | int(unit)
 
 
-def _has_long_name(name: str) -> bool:
-    return len(name.encode()) > MAX_NAME_LENGTH
-
-
 def _read_error(state: _SensorState, err: Exception) -> ScmiError:
     """Log why a sensor could not be read; return the error to answer with."""
     if isinstance(err, DeviceError):
@@ -300,7 +296,7 @@ class _SensorState:
         # A SENSOR_UPDATE (header, agent, sensor, readings) must fit an event buffer.
         self.can_notify = 12 + 16 * self.value_count <= MAX_EVENT_LENGTH
         self.reading_length = 16 * self.value_count
-        self.long_name = _has_long_name(sensor.name)
+        self.long_name = has_long_name(sensor.name)
         self.descriptor = self._describe()
         self.axis_descriptors = [self._describe_axis(i) for i in range(self.axis_count)]
         self.reset()
@@ -352,7 +348,7 @@ class _SensorState:
         axis = self.sensor.axes[index]
         what = f"axis {axis.name!r} of sensor {self.sensor.name!r}"
         extended = axis.extended is not None
-        low = (_has_long_name(axis.name) << SensorBits.AXIS_EXTENDED_NAME
+        low = (has_long_name(axis.name) << SensorBits.AXIS_EXTENDED_NAME
                | extended << SensorBits.EXTENDED_ATTRIBUTES)
         descriptor = (U32.pack(index) + U32X2.pack(low, _unit_bits(axis.unit, axis.exponent,
                                                                      what))
@@ -818,7 +814,7 @@ class SensorProtocol(Protocol):
         # remaining), then per axis u32 id and a 64-byte name.
         names = [U32.pack(i) + pack_name(axis.name, EXTENDED_NAME_SIZE)
                  for i, axis in enumerate(state.sensor.axes)
-                 if i >= first and _has_long_name(axis.name)]
+                 if i >= first and has_long_name(axis.name)]
         chosen = _page(names, 0, min(room, MAX_PAYLOAD) - 4)
         if names and not chosen:
             raise ScmiError(Status.COMMS_ERROR, "no name fits the response buffer")
