@@ -8,9 +8,11 @@ pays only for the kinds its -d options name (`--help-devices` imports them all).
 A plugin is a distribution with an entry point in the group `vhost_scmi.device_kinds`
 whose object is a `DeviceKind` (entry point name = the kind's id). Plugins are looked
 up only when a spec names a kind that is not built in, or when every kind is listed
-(`--help-devices`): importing importlib.metadata and scanning the installed
-distributions costs start-up time the built-in kinds need not pay. A plugin that fails
-to import or is malformed is one warning naming it, and is left out.
+(`--help-devices`, or the error for an unknown kind): importing importlib.metadata and
+scanning the installed distributions costs start-up time the built-in kinds need not
+pay. A spec loads only the entry points of the id it names, so another plugin's imports
+(and its breakage) cost a daemon that does not use it nothing. A plugin that fails to
+import or is malformed is one warning naming it, and is left out.
 """
 
 from __future__ import annotations
@@ -65,7 +67,12 @@ class _Kinds(Mapping[str, "DeviceKind"]):
 #: The built-in device kinds.
 DEVICE_KINDS: Mapping[str, DeviceKind] = _Kinds()
 
+#: Every plugin's kind, by id, once `plugin_kinds()` has loaded them all.
 _plugins: dict[str, DeviceKind] | None = None
+#: Kinds looked up by id before that (None: no plugin provides the id).
+_named: dict[str, DeviceKind | None] = {}
+#: Warnings already given: a plugin loaded by id, then again with all, is named once.
+_warned: set[str] = set()
 
 
 def _one_line(error: BaseException) -> str:
@@ -73,29 +80,51 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def plugin_kinds() -> dict[str, DeviceKind]:
-    """The device kinds of installed plugins, by id (looked up once, on first call)."""
-    global _plugins
-    if _plugins is not None:
-        return _plugins
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
+
+
+def _load(name: str | None = None) -> dict[str, DeviceKind]:
+    """Load the plugins' entry points named `name` (every one when None), by kind id."""
     from importlib.metadata import entry_points
 
+    points = entry_points(group=PLUGIN_GROUP) if name is None else entry_points(
+        group=PLUGIN_GROUP, name=name)
     found: dict[str, DeviceKind] = {}
-    for point in entry_points(group=PLUGIN_GROUP):
+    for point in points:
         dist = point.dist.name if point.dist is not None else "?"
         where = f"device kind plugin '{point.name}' ({point.value}, from {dist})"
         try:
             kind = point.load()
         except Exception as err:  # a broken plugin must not stop the daemon
-            log.warning("%s cannot be loaded: %s; ignored", where, _one_line(err))
+            _warn_once(f"{where} cannot be loaded: {_one_line(err)}; ignored")
             continue
         problem = _malformed(point.name, kind, found)
         if problem:
-            log.warning("%s is malformed: %s; ignored", where, problem)
+            _warn_once(f"{where} is malformed: {problem}; ignored")
             continue
         found[kind.id] = kind
-    _plugins = found
     return found
+
+
+def plugin_kinds() -> dict[str, DeviceKind]:
+    """The device kinds of every installed plugin, by id (loaded once, on first call)."""
+    global _plugins
+    if _plugins is None:
+        _plugins = _load()
+    return _plugins
+
+
+def plugin_kind(kind_id: str) -> DeviceKind | None:
+    """The plugin device kind `kind_id` (None if no plugin provides it), loading only
+    the entry points of that name."""
+    if _plugins is not None:
+        return _plugins.get(kind_id)
+    if kind_id not in _named:
+        _named[kind_id] = _load(kind_id).get(kind_id)
+    return _named[kind_id]
 
 
 def _malformed(name: str, kind: object, found: dict[str, DeviceKind]) -> str | None:
@@ -120,7 +149,7 @@ def find_kind(kind_id: str) -> DeviceKind | None:
     """The device kind `kind_id`: a built-in one, else a plugin's (None if unknown)."""
     if kind_id in KIND_MODULES:
         return DEVICE_KINDS[kind_id]
-    return plugin_kinds().get(kind_id)
+    return plugin_kind(kind_id)
 
 
 def all_kinds(plugins: bool = True) -> dict[str, DeviceKind]:
