@@ -123,6 +123,23 @@ def test_footprint_is_plausible(report: dict) -> None:
     assert all(a <= r for a, r in zip(accepting["samples"], replied["samples"], strict=True))
 
 
+def test_start_up_floor_of_the_standard_modules(report: dict) -> None:
+    """Beside the bare interpreter, the same interpreter importing the standard modules
+    that a start of our daemon imports (found by running it under -X importtime): the
+    command line's and the log's modules among them, and more memory than nothing."""
+    figs = figures(report, "footprint")
+    bare = figs["interpreter RSS (python -S -c pass)"]
+    stdlib = figs["interpreter RSS (python -S importing a start's standard modules)"]
+    assert stdlib["median"] > bare["median"] > 1
+    assert figs["interpreter start-up (python -S importing a start's standard modules)"][
+        "median"] > 0
+    listed = [note for note in report["notes"] if note.startswith("the standard modules")]
+    assert len(listed) == 1, report["notes"]
+    modules = listed[0].rpartition(": ")[2].split(", ")
+    assert {"argparse", "logging"} <= set(modules), modules
+    assert not any(module.startswith("vhost_scmi") for module in modules)
+
+
 def test_rss_with_several_vmms_of_one_backend(report: dict) -> None:
     figs = figures(report, "footprint")
     one, three = figs["RSS with 1 VMM connected"], figs["RSS with 3 VMMs connected"]

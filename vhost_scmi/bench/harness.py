@@ -22,7 +22,8 @@ footprint   RSS after many requests; RSS with N VMMs connected at once (N = 1, 1
             RSS summed); the time from exec to the socket accepting, beside what the
             backend's interpreter takes to run nothing (a script backend's `#!` line,
             with and without its site: a site's .pth files can cost more than the
-            backend's own start).
+            backend's own start), and to import, without its site, the standard modules
+            the backend's start imports (the part of a start no code of ours can shed).
 
 Every figure is repeated and reported as its median and spread, and as a ratio to
 the floor measured in the same run (same repeat where both are repeated): the
@@ -263,6 +264,53 @@ def script_interpreter(program: str) -> list[str] | None:
         return None
     words = first[2:].decode(errors="replace").split()
     return words or None
+
+
+def start_stdlib_imports(interpreter: Sequence[str], template: str,
+                         work_dir: Path) -> list[str]:
+    """The standard-library modules a start of the script backend of command `template`
+    imports, without its interpreter's site (so that no .pth file's imports count): the
+    backend is run once under `-S -X importtime`, with the site's sys.path, until it
+    accepts.
+
+    Raises RuntimeError (saying why) when that start fails, as it does for an editable
+    install, whose import hook the site installs."""
+    paths = subprocess.run(
+        [*interpreter, "-c", "import sys; print('\\n'.join(sys.path)); "
+         "print(','.join(sys.stdlib_module_names))"],
+        check=True, capture_output=True, text=True).stdout.splitlines()
+    stdlib = set(paths.pop().split(","))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in paths if path))
+    program, *args = shlex.split(template)
+    script = shutil.which(program) or program
+    backend = Backend(shlex.join([*interpreter, "-S", "-X", "importtime", script, *args]),
+                      "fake", work_dir, "start-imports", env=env)
+    backend.start()
+    try:
+        backend.wait_accepting()
+    except (RuntimeError, TimeoutError) as error:
+        raise RuntimeError(str(error).splitlines()[0]) from None
+    finally:
+        backend.stop()
+    # "import time: SELF | CUMULATIVE | <2 spaces a level>NAME", each import after those
+    # it made: read backwards, every module comes after the one that imported it.
+    lines = [line.rsplit("|", 1)[1] for line in
+             backend.log_path.read_text(errors="replace").splitlines()
+             if line.startswith("import time:") and line.count("|") == 2]
+    modules = []
+    importers: list[tuple[int, bool]] = []  # (depth, is stdlib) of the enclosing imports
+    for text in reversed(lines[1:]):  # lines[0] is the column heading
+        name = text.strip()
+        depth = len(text) - len(text.lstrip())
+        while importers and importers[-1][0] >= depth:
+            importers.pop()
+        is_stdlib = name.partition(".")[0] in stdlib
+        # Only what the backend (or the interpreter's start) imports itself: a module the
+        # standard library imports comes with its importer, in the order that works.
+        if is_stdlib and not (importers and importers[-1][1]):
+            modules.append(name)
+        importers.append((depth, is_stdlib))
+    return modules
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -779,6 +827,8 @@ class Run:
         self.figures: dict[str, Figure] = {}
         self.floors: dict[str, list[float]] = {}  # Floor.key -> one value per repeat
         self.notes: list[str] = []
+        #: The standard modules a start of the backend imports (measured once).
+        self._start_stdlib: list[str] = []
         self.log = out
         self.load_before = os.getloadavg()
         if settings.backend_cmd == DEFAULT_BACKEND_CMD \
@@ -921,6 +971,15 @@ class Run:
         self.record("footprint", "exec to first vhost-user reply", "ms", replied * 1e3,
                     to_us=1e3, repeat=repeat)
         interpreter = script_interpreter(backend.argv[0])
+        if interpreter is not None and repeat == 0:
+            try:
+                self._start_stdlib = start_stdlib_imports(interpreter, self.settings.backend_cmd,
+                                                          work_dir)
+                self.notes.append("the standard modules a start imports itself (without its "
+                                  "site; each brings its own): "
+                                  + ", ".join(self._start_stdlib))
+            except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
+                self.notes.append(f"the standard modules of a start not measured: {error}")
         if interpreter is not None:
             # What the backend's interpreter costs before running any of the backend:
             # with its site (.pth files included) and without.
@@ -939,6 +998,23 @@ class Run:
                 rss_kib = int(status.split("VmRSS:")[1].split()[0])
                 self.record("footprint", f"interpreter RSS ({what})", "MiB", rss_kib / 1024,
                             ref=None, to_us=None, repeat=repeat)
+        if interpreter is not None and self._start_stdlib:
+            # What no Python backend's start can avoid once its modules are chosen: the
+            # bare interpreter importing the standard modules this backend's start imports.
+            imports = "import " + ", ".join(self._start_stdlib)
+            what = "python -S importing a start's standard modules"
+            started = time.perf_counter()
+            subprocess.run([*interpreter, "-S", "-c", imports], check=True)
+            seconds = time.perf_counter() - started
+            self.record("footprint", f"interpreter start-up ({what})", "ms", seconds * 1e3,
+                        ref=None, to_us=None, repeat=repeat)
+            status = subprocess.run(
+                [*interpreter, "-S", "-c",
+                 f"{imports}; import sys; sys.stdout.write(open('/proc/self/status').read())"],
+                check=True, capture_output=True, text=True).stdout
+            rss_kib = int(status.split("VmRSS:")[1].split()[0])
+            self.record("footprint", f"interpreter RSS ({what})", "MiB", rss_kib / 1024,
+                        ref=None, to_us=None, repeat=repeat)
 
     def measure_neighbour(self, work_dir: Path) -> None:
         """A fast sensor's round trips on one VM, quiet, then while another VM of the same
