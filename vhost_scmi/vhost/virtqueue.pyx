@@ -335,21 +335,8 @@ cdef class SplitQueue:
         self._held.discard(head)
         if not self._runnable():
             return False
-        cdef unsigned long faults = self.memory.fault_count()
         # The chain is walked again: guest memory may have been remapped meanwhile.
-        cdef int code = self._walk(head)
-        if code != OK or self.memory.fault_count() != faults:
-            self._break(code if code != OK else E_MEMORY_FAULT)
-            return False
-        cdef uint32_t written = self._scatter(<const uint8_t *>PyBytes_AS_STRING(data),
-                                              PyBytes_GET_SIZE(data))
-        self._add_used(head, written)
-        self._publish_used()
-        self.served += 1
-        self._signal_used()
-        if self.memory.fault_count() != faults:
-            self._break(E_MEMORY_FAULT)
-        return True
+        return self._deliver(head, data, self.memory.fault_count(), False)
 
     def set_enabled(self, bint enabled) -> None:
         """SET_VRING_ENABLE."""
@@ -714,16 +701,24 @@ cdef class SplitQueue:
         if pending == 0:
             return False
         cdef uint16_t head = vq_load_relaxed16(&self.avail[2 + (self.next_avail & (self.size - 1))])
+        # No kick is asked for while buffers remain: the driver's returned buffers need
+        # no wake-up (avail_event is set above, when the ring runs dry).
+        return self._deliver(head, data, faults, True)
+
+    cdef bint _deliver(self, uint16_t head, bytes data, unsigned long faults, bint consume):
+        """Walk the chain at `head`, write `data` into its writable part (truncated) and
+        return it used, signalling the driver; with `consume`, the chain is the next avail
+        entry, taken once it proved valid. False (the queue broken) when the chain is bad
+        or guest memory faulted since `faults` was read."""
         cdef int code = self._walk(head)
         if code != OK or self.memory.fault_count() != faults:
             self._break(code if code != OK else E_MEMORY_FAULT)
             return False
-        self.next_avail += 1
+        if consume:
+            self.next_avail += 1
         cdef uint32_t written = self._scatter(<const uint8_t *>PyBytes_AS_STRING(data),
                                               PyBytes_GET_SIZE(data))
         self._add_used(head, written)
-        # No kick is asked for while buffers remain: the driver's returned buffers need
-        # no wake-up (avail_event is set above, when the ring runs dry).
         self._publish_used()
         self.served += 1
         self._signal_used()
