@@ -58,6 +58,9 @@ class EchoDevice:
         self.disconnects = 0
         self.queues = None
         self.pending: collections.deque[bytes] = collections.deque()
+        #: Timed work falls due and fails once (a bug in a device's timed work).
+        self.failing_work = False
+        self.deadline_moved = lambda: None
 
     def queue_handler(self, index: int):
         return self.handle if index == 0 else None
@@ -80,13 +83,15 @@ class EchoDevice:
         self.resets += 1
 
     def next_deadline(self):
-        return None
+        return 0.0 if self.failing_work else None
 
     def notify_deadline(self, callback) -> None:
-        pass
+        self.deadline_moved = callback
 
     def deliver_due(self, now: float) -> None:
-        pass
+        if self.failing_work:
+            self.failing_work = False
+            raise RuntimeError("a bug in the device's timed work")
 
 
 class Backend:
@@ -571,3 +576,16 @@ def test_front_end_error_on_refused_command(connect) -> None:
     frontend = acked(connect())
     with pytest.raises(FrontendError, match="SET_VRING_NUM failed"):
         frontend.set_vring_num(0, 3)
+
+
+def test_a_bug_in_a_devices_timed_work_costs_its_connection_only(connect, backend) -> None:
+    """The loop runs the device's due work after a wake-up; what that raises drops the
+    VMM's connection, and the loop serves the next VMM."""
+    frontend = connect()
+    assert frontend.get_queue_num() == 2
+    backend.device.failing_work = True
+    backend.device.deadline_moved()  # as a device whose work was scheduled says
+    assert frontend.get_queue_num() == 2  # the wake-up: answered, then the work fails
+    assert_closed(frontend)
+    assert not backend.device.failing_work
+    assert_still_serving(connect)

@@ -427,6 +427,26 @@ class EventLoop:
             if timeout is not None or self._ask_deadlines:
                 timeout = self._deliver_due()
 
+    @staticmethod
+    def _deliver(source: Timed, endpoint: Endpoint | None) -> float | None:
+        """Run `source`'s work if it is due; return its next deadline. An error in an
+        endpoint's device costs that endpoint's connection; in other timed work, a log line."""
+        deadline = source.next_deadline()
+        if deadline is None:
+            return None
+        now = time.monotonic()
+        if deadline > now:
+            return deadline
+        try:
+            source.deliver_due(now)
+        except Exception:
+            if endpoint is None:
+                log.exception("unexpected error in timed work")
+            else:
+                log.exception("unexpected error delivering events; dropping the connection")
+                endpoint.drop()
+        return source.next_deadline()
+
     def stop(self) -> None:
         """Make `run()` return (callable from another thread)."""
         with contextlib.suppress(BlockingIOError):
@@ -464,39 +484,14 @@ class EventLoop:
         """Deliver the timed work that is due; return how long the loop may then sleep
         (None: until something happens)."""
         self._ask_deadlines = False  # what moves from here on is asked about next time
-        earliest = now = None
+        earliest = None
         for timed in self._timed:
-            deadline = timed.next_deadline()
-            if deadline is None:
-                continue
-            now = time.monotonic()
-            if deadline <= now:
-                try:
-                    timed.deliver_due(now)
-                except Exception:
-                    log.exception("unexpected error in timed work")
-                deadline = timed.next_deadline()
-                if deadline is None:
-                    continue
-            if earliest is None or deadline < earliest:
+            deadline = self._deliver(timed, None)
+            if deadline is not None and (earliest is None or deadline < earliest):
                 earliest = deadline
         for endpoint in self._endpoints:
-            device = endpoint.device
-            deadline = device.next_deadline()
-            if deadline is None:
-                continue
-            if now is None:
-                now = time.monotonic()
-            if deadline <= now:
-                try:
-                    device.deliver_due(now)
-                except Exception:
-                    log.exception("unexpected error delivering events; dropping the connection")
-                    endpoint.drop()
-                deadline = device.next_deadline()
-                if deadline is None:
-                    continue
-            if earliest is None or deadline < earliest:
+            deadline = self._deliver(endpoint.device, endpoint)
+            if deadline is not None and (earliest is None or deadline < earliest):
                 earliest = deadline
         if earliest is None:
             return None
