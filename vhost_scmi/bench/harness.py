@@ -23,7 +23,8 @@ footprint   RSS after many requests; RSS with N VMMs connected at once (N = 1, 1
             backend's interpreter takes to run nothing (a script backend's `#!` line,
             with and without its site: a site's .pth files can cost more than the
             backend's own start), and to import, without its site, the standard modules
-            the backend's start imports (the part of a start no code of ours can shed).
+            the backend's start imports (what a start costs before any of the backend's own
+            code runs).
 
 Every figure is repeated and reported as its median and spread, and as a ratio to
 the floor measured in the same run (same repeat where both are repeated): the
@@ -971,7 +972,9 @@ class Run:
         self.record("footprint", "exec to first vhost-user reply", "ms", replied * 1e3,
                     to_us=1e3, repeat=repeat)
         interpreter = script_interpreter(backend.argv[0])
-        if interpreter is not None and repeat == 0:
+        if interpreter is None:
+            return
+        if repeat == 0:
             try:
                 self._start_stdlib = start_stdlib_imports(interpreter, self.settings.backend_cmd,
                                                           work_dir)
@@ -980,37 +983,24 @@ class Run:
                                   + ", ".join(self._start_stdlib))
             except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
                 self.notes.append(f"the standard modules of a start not measured: {error}")
-        if interpreter is not None:
-            # What the backend's interpreter costs before running any of the backend:
-            # with its site (.pth files included) and without.
-            for flags, what in (([], "python -c pass"), (["-S"], "python -S -c pass")):
-                started = time.perf_counter()
-                subprocess.run([*interpreter, *flags, "-c", "pass"], check=True)
-                seconds = time.perf_counter() - started
-                self.record("footprint", f"interpreter start-up ({what})", "ms", seconds * 1e3,
-                            ref=None, to_us=None, repeat=repeat)
-                # Its RSS as it reports it (a fork's ru_maxrss would count the bench's own
-                # pages from before the exec); reading a file imports nothing.
-                status = subprocess.run(
-                    [*interpreter, *flags, "-c",
-                     "import sys; sys.stdout.write(open('/proc/self/status').read())"],
-                    check=True, capture_output=True, text=True).stdout
-                rss_kib = int(status.split("VmRSS:")[1].split()[0])
-                self.record("footprint", f"interpreter RSS ({what})", "MiB", rss_kib / 1024,
-                            ref=None, to_us=None, repeat=repeat)
-        if interpreter is not None and self._start_stdlib:
-            # What no Python backend's start can avoid once its modules are chosen: the
-            # bare interpreter importing the standard modules this backend's start imports.
-            imports = "import " + ", ".join(self._start_stdlib)
-            what = "python -S importing a start's standard modules"
+        # What the backend's interpreter costs before running any of the backend: with its
+        # site (.pth files included) and without; and, without, importing the standard
+        # modules the backend's start imports (what a start costs before any of its code).
+        runs = [([], "pass", "python -c pass"), (["-S"], "pass", "python -S -c pass")]
+        if self._start_stdlib:
+            runs.append((["-S"], "import " + ", ".join(self._start_stdlib),
+                         "python -S importing a start's standard modules"))
+        for flags, code, what in runs:
             started = time.perf_counter()
-            subprocess.run([*interpreter, "-S", "-c", imports], check=True)
+            subprocess.run([*interpreter, *flags, "-c", code], check=True)
             seconds = time.perf_counter() - started
             self.record("footprint", f"interpreter start-up ({what})", "ms", seconds * 1e3,
                         ref=None, to_us=None, repeat=repeat)
+            # Its RSS as it reports it (a fork's ru_maxrss would count the bench's own
+            # pages from before the exec); reading a file imports nothing.
             status = subprocess.run(
-                [*interpreter, "-S", "-c",
-                 f"{imports}; import sys; sys.stdout.write(open('/proc/self/status').read())"],
+                [*interpreter, *flags, "-c",
+                 f"{code}\nimport sys; sys.stdout.write(open('/proc/self/status').read())"],
                 check=True, capture_output=True, text=True).stdout
             rss_kib = int(status.split("VmRSS:")[1].split()[0])
             self.record("footprint", f"interpreter RSS ({what})", "MiB", rss_kib / 1024,

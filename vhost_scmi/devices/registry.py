@@ -90,10 +90,9 @@ def _load(name: str | None = None) -> dict[str, DeviceKind]:
     """Load the plugins' entry points named `name` (every one when None), by kind id."""
     from importlib.metadata import entry_points
 
-    points = entry_points(group=PLUGIN_GROUP) if name is None else entry_points(
-        group=PLUGIN_GROUP, name=name)
+    selected = {} if name is None else {"name": name}
     found: dict[str, DeviceKind] = {}
-    for point in points:
+    for point in entry_points(group=PLUGIN_GROUP, **selected):
         dist = point.dist.name if point.dist is not None else "?"
         where = f"device kind plugin '{point.name}' ({point.value}, from {dist})"
         try:
